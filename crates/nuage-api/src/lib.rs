@@ -1,0 +1,192 @@
+//! The HTTP front of nuage: the Kubernetes API (discovery, OpenAPI, REST
+//! verbs, watch, Tables) over HTTPS, and the AWS endpoint.
+//!
+//! Owns routing, request decoding, authentication of bearer tokens, and the
+//! Kubernetes semantics of writes (server-owned metadata, status and scale
+//! subresources, finalizers, namespace lifecycle). Does not own storage
+//! (nuage-store), object types and validation (nuage-model), or sockets'
+//! lifetime (the binary binds them and calls [`serve::serve`]).
+
+pub mod auth;
+pub mod aws;
+pub mod discovery;
+pub mod openapi;
+mod protobuf;
+pub mod request;
+pub mod rest;
+pub mod serve;
+pub mod status;
+pub mod storage;
+pub mod table;
+pub mod tls;
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::status::ApiError;
+use crate::storage::Objects;
+
+/// Everything request handlers share.
+pub struct ApiState {
+    /// Objects in the store.
+    pub objects: Objects,
+    /// Accepted bearer tokens.
+    pub tokens: auth::Tokens,
+    /// Set once every component is up; `/readyz` answers from it.
+    pub ready: AtomicBool,
+    /// The service (cluster IP) range: first address and size.
+    pub service_range: (Ipv4Addr, u32),
+    /// Serializes cluster IP allocation.
+    pub ip_alloc: tokio::sync::Mutex<()>,
+    /// The address clients reach the API at (`https://host:port`).
+    pub advertise: String,
+}
+
+impl ApiState {
+    /// Marks the server ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// The Kubernetes API router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let protected = Router::new()
+        .route("/api", get(api_root))
+        .route("/apis", get(apis_root))
+        .route("/api/{*rest}", any(api_path))
+        .route("/apis/{*rest}", any(apis_path))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*gv}", get(openapi_gv))
+        .fallback(|| async { ApiError::no_route() })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/readyz", get(readyz))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/healthz", get(readyz))
+        .route("/version", get(|| async { axum::Json(discovery::version_info()) }))
+        .merge(protected)
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+fn json_with_type(v: &Value, content_type: &'static str) -> Response {
+    let mut r = (StatusCode::OK, v.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn accept(headers: &HeaderMap) -> String {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn api_root(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    match discovery::negotiate(&accept(&headers)) {
+        Some(v) => json_with_type(&discovery::aggregated(true, false, v), v.content_type()),
+        None => json_with_type(&discovery::core_versions(&state.advertise), "application/json"),
+    }
+}
+
+async fn apis_root(headers: HeaderMap) -> Response {
+    match discovery::negotiate(&accept(&headers)) {
+        Some(v) => json_with_type(&discovery::aggregated(false, false, v), v.content_type()),
+        None => json_with_type(&discovery::group_list(), "application/json"),
+    }
+}
+
+async fn api_path(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["v1"] => resource_list("", "v1"),
+        ["v1", rest @ ..] => {
+            rest::dispatch(state, method, "", "v1", rest, query.as_deref(), headers, body).await
+        }
+        _ => ApiError::no_route().into_response(),
+    }
+}
+
+async fn apis_path(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        [group] => match discovery::group(group) {
+            Some(g) => json_with_type(&g, "application/json"),
+            None => ApiError::no_route().into_response(),
+        },
+        [group, version] => resource_list(group, version),
+        [group, version, rest @ ..] => {
+            rest::dispatch(state, method, group, version, rest, query.as_deref(), headers, body)
+                .await
+        }
+        _ => ApiError::no_route().into_response(),
+    }
+}
+
+fn resource_list(group: &str, version: &str) -> Response {
+    match discovery::resource_list(group, version) {
+        Some(l) => json_with_type(&l, "application/json"),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+async fn openapi_index() -> Response {
+    json_with_type(&openapi::v3_index(), "application/json")
+}
+
+async fn openapi_gv(Path(gv): Path<String>) -> Response {
+    match openapi::v3_group_version(&gv) {
+        Some(doc) => json_with_type(&doc, "application/json"),
+        None => ApiError::no_route().into_response(),
+    }
+}
+
+/// Creates the namespaces every cluster has (`default`, `kube-system`, ...).
+pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        rest::ensure_namespace(state, ns).await?;
+    }
+    Ok(())
+}
+
+/// A JSON `Status` of success, for handlers that answer without an object.
+pub fn ok_status() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200})
+}

@@ -1,0 +1,123 @@
+//! The Kubernetes REST verbs on resource URLs: dispatch, and the pieces
+//! every verb shares (the request context, JSON answers, warnings).
+
+mod admit;
+mod delete;
+mod read;
+mod scale;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::request::{self, Query, Target};
+use crate::status::{ApiError, ApiResult};
+use crate::ApiState;
+
+pub use delete::delete_namespace_contents;
+pub use write::ensure_namespace;
+
+/// One request on a resource URL.
+pub struct Ctx {
+    /// Shared server state.
+    pub state: Arc<ApiState>,
+    /// What the URL names.
+    pub target: Target,
+    /// Query parameters.
+    pub query: Query,
+    /// Request headers.
+    pub headers: HeaderMap,
+}
+
+impl Ctx {
+    fn ns(&self) -> Option<&str> {
+        self.target.namespace.as_deref()
+    }
+
+    fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or_default()
+    }
+
+    fn dry_run(&self) -> bool {
+        self.query.get("dryRun") == Some("All")
+    }
+}
+
+/// Serves one request on `/api/v1/...` or `/apis/G/V/...`.
+pub async fn dispatch(
+    state: Arc<ApiState>,
+    method: Method,
+    group: &str,
+    version: &str,
+    segments: &[&str],
+    raw_query: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let target = request::parse_target(group, version, segments)?;
+        let ctx = Ctx {
+            state,
+            target,
+            query: Query::parse(raw_query),
+            headers,
+        };
+        route(ctx, method, body).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn route(ctx: Ctx, method: Method, body: Body) -> ApiResult<Response> {
+    let sub = ctx.target.subresource.clone();
+    let has_name = ctx.target.name.is_some();
+    match (method.as_str(), has_name, sub.as_deref()) {
+        ("GET", false, None) if ctx.query.flag("watch") => watch::watch(ctx).await,
+        ("GET", false, None) => read::list(ctx).await,
+        ("GET", true, None) if ctx.query.flag("watch") => watch::watch(ctx).await,
+        ("GET", true, None | Some("status")) => read::get(ctx).await,
+        ("POST", false, None) => write::create(ctx, read_body(body).await?).await,
+        ("PUT", true, None) => write::update(ctx, read_body(body).await?).await,
+        ("PUT", true, Some("status")) => write::update_status(ctx, read_body(body).await?).await,
+        ("PATCH", true, None | Some("status")) => write::patch(ctx, read_body(body).await?).await,
+        ("DELETE", true, None) => delete::delete(ctx, read_body(body).await?).await,
+        ("DELETE", false, None) => delete::delete_collection(ctx, read_body(body).await?).await,
+        ("GET", true, Some("scale")) => scale::get(ctx).await,
+        ("PUT", true, Some("scale")) => scale::update(ctx, read_body(body).await?).await,
+        ("PATCH", true, Some("scale")) => scale::patch(ctx, read_body(body).await?).await,
+        ("POST", true, Some("binding")) => write::bind(ctx, read_body(body).await?).await,
+        ("PUT", true, Some("finalize")) => write::update_status(ctx, read_body(body).await?).await,
+        (_, true, Some("log" | "exec" | "attach")) => Err(ApiError::unavailable(
+            "no node agent is running yet: pod logs and exec need one",
+        )),
+        (m, _, _) => Err(ApiError::method_not_allowed(m)),
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, request::MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(request::MAX_BODY))
+}
+
+/// A JSON answer, with `Warning` headers for each warning.
+pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            h.append(header::WARNING, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,195 @@
+//! Objects in the store: JSON values keyed by resource, namespace and name.
+//!
+//! The stored bytes never carry `metadata.resourceVersion`: it is the key's
+//! mod revision, set on every read. Objects are stored in their resource's
+//! storage version and converted on the way in and out (only HPA has two).
+
+use std::sync::Arc;
+
+use nuage_model::registry::{storage_version, ResourceType};
+use nuage_model::{hpa, meta};
+use nuage_store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use serde_json::Value;
+
+use crate::status::{ApiError, ApiResult};
+
+/// The object layer over a [`Store`].
+#[derive(Clone)]
+pub struct Objects {
+    store: Arc<dyn Store>,
+}
+
+/// One page of a list.
+pub struct Page {
+    /// The objects, in key order, each with its resourceVersion.
+    pub items: Vec<Value>,
+    /// The revision the list was read at.
+    pub revision: Revision,
+    /// The last key returned, when more remain.
+    pub next_key: Option<String>,
+}
+
+impl Objects {
+    /// Wraps a store.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decodes a stored value into the object `rt` serves.
+    pub fn decode(&self, rt: &ResourceType, kv: &KeyValue) -> ApiResult<Value> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+            tracing::error!(key = %kv.key, error = %e, "undecodable stored object");
+            ApiError::internal(format!("stored object {} is corrupt", kv.key))
+        })?;
+        meta::set_resource_version(&mut obj, kv.mod_revision);
+        Ok(to_served_version(rt, obj))
+    }
+
+    /// The object `name` (in `ns`), if present.
+    pub async fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Option<Value>> {
+        let kv = self
+            .store
+            .get(&rt.key(ns, name))
+            .await
+            .map_err(|e| ApiError::from_store(e, rt, name))?;
+        kv.map(|kv| self.decode(rt, &kv)).transpose()
+    }
+
+    /// Like [`Objects::get`], but absent is 404.
+    pub async fn get_existing(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Value> {
+        self.get(rt, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// One page of objects (all namespaces when `ns` is `None`).
+    pub async fn list(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        opts: ListOptions,
+    ) -> ApiResult<Page> {
+        let limit = opts.limit;
+        let res = self
+            .store
+            .list(&rt.key_prefix(ns), opts)
+            .await
+            .map_err(|e| ApiError::from_store(e, rt, ""))?;
+        let next_key = if res.more && limit.is_some() {
+            res.kvs.last().map(|kv| kv.key.clone())
+        } else {
+            None
+        };
+        let items = res
+            .kvs
+            .iter()
+            .map(|kv| self.decode(rt, kv))
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            revision: res.revision,
+            next_key,
+        })
+    }
+
+    /// Stores a new object; `obj` must have its name (and namespace) set.
+    pub async fn create(&self, rt: &ResourceType, obj: Value) -> ApiResult<Value> {
+        let (ns, name) = names(rt, &obj);
+        let bytes = encode(rt, obj)?;
+        let kv = self
+            .store
+            .create(&rt.key(ns.as_deref(), &name), bytes, None)
+            .await
+            .map_err(|e| ApiError::from_store(e, rt, &name))?;
+        self.decode(rt, &kv)
+    }
+
+    /// Replaces an object if it is still at revision `expected`.
+    pub async fn update(
+        &self,
+        rt: &ResourceType,
+        obj: Value,
+        expected: Revision,
+    ) -> ApiResult<Value> {
+        let (ns, name) = names(rt, &obj);
+        let bytes = encode(rt, obj)?;
+        let kv = self
+            .store
+            .update(&rt.key(ns.as_deref(), &name), bytes, expected, None)
+            .await
+            .map_err(|e| ApiError::from_store(e, rt, &name))?;
+        self.decode(rt, &kv)
+    }
+
+    /// Removes an object (if at `expected`, when given); returns its last state.
+    pub async fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> ApiResult<Value> {
+        let kv = self
+            .store
+            .delete(&rt.key(ns, name), expected)
+            .await
+            .map_err(|e| ApiError::from_store(e, rt, name))?;
+        self.decode(rt, &kv)
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<Revision, StoreError> {
+        self.store.current_revision().await
+    }
+}
+
+fn names(rt: &ResourceType, obj: &Value) -> (Option<String>, String) {
+    let ns = if rt.namespaced {
+        meta::namespace(obj).map(str::to_string)
+    } else {
+        None
+    };
+    (ns, meta::name(obj).unwrap_or_default().to_string())
+}
+
+/// Serializes an object in its storage version, without resourceVersion.
+fn encode(rt: &ResourceType, mut obj: Value) -> ApiResult<Vec<u8>> {
+    meta::remove_meta(&mut obj, "resourceVersion");
+    let obj = to_storage_version(rt, obj);
+    serde_json::to_vec(&obj).map_err(|e| ApiError::internal(format!("encode object: {e}")))
+}
+
+/// Converts an object as `rt` serves it to its storage version.
+pub fn to_storage_version(rt: &ResourceType, obj: Value) -> Value {
+    match storage_version(rt.storage) {
+        Some(sv) if sv.version != rt.version && rt.kind == "HorizontalPodAutoscaler" => {
+            hpa::v1_to_v2(obj)
+        }
+        _ => obj,
+    }
+}
+
+/// Converts a stored object to the version `rt` serves.
+pub fn to_served_version(rt: &ResourceType, obj: Value) -> Value {
+    match storage_version(rt.storage) {
+        Some(sv) if sv.version != rt.version && rt.kind == "HorizontalPodAutoscaler" => {
+            hpa::v2_to_v1(obj)
+        }
+        _ => obj,
+    }
+}
