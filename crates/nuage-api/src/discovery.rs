@@ -493,7 +493,10 @@ mod tests {
     fn group_list_prefers_the_first_version_listed() {
         let list = group_list(false);
         let autoscaling = find(&list["groups"], "name", "autoscaling");
-        assert_eq!(autoscaling["preferredVersion"]["groupVersion"], "autoscaling/v2");
+        assert_eq!(
+            autoscaling["preferredVersion"]["groupVersion"],
+            "autoscaling/v2"
+        );
         assert_eq!(autoscaling["versions"].as_array().unwrap().len(), 2);
         assert!(list["groups"]
             .as_array()
@@ -516,7 +519,10 @@ mod tests {
         assert!(pods["storageVersionHash"].as_str().unwrap().len() >= 8);
         assert_eq!(find(resources, "name", "pods/status")["kind"], "Pod");
         assert_eq!(find(resources, "name", "pods/log")["verbs"], json!(["get"]));
-        assert_eq!(find(resources, "name", "pods/exec")["kind"], "PodExecOptions");
+        assert_eq!(
+            find(resources, "name", "pods/exec")["kind"],
+            "PodExecOptions"
+        );
         assert_eq!(find(resources, "name", "pods/binding")["kind"], "Binding");
         let eviction = find(resources, "name", "pods/eviction");
         assert_eq!(eviction["group"], "policy");
@@ -524,9 +530,15 @@ mod tests {
         assert_eq!(scale["kind"], "Scale");
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["version"], "v1");
-        assert_eq!(find(resources, "name", "namespaces/finalize")["kind"], "Namespace");
+        assert_eq!(
+            find(resources, "name", "namespaces/finalize")["kind"],
+            "Namespace"
+        );
         let deploy = resource_list("apps", "v1", false).unwrap();
-        assert_eq!(find(&deploy["resources"], "name", "deployments/scale")["kind"], "Scale");
+        assert_eq!(
+            find(&deploy["resources"], "name", "deployments/scale")["kind"],
+            "Scale"
+        );
         assert!(resource_list("apps", "v2", false).is_none());
     }
 
@@ -534,8 +546,14 @@ mod tests {
     fn metrics_only_when_enabled() {
         assert!(resource_list(METRICS_GROUP, METRICS_VERSION, false).is_none());
         let list = resource_list(METRICS_GROUP, METRICS_VERSION, true).unwrap();
-        assert_eq!(find(&list["resources"], "name", "pods")["kind"], "PodMetrics");
-        assert_eq!(find(&list["resources"], "name", "nodes")["namespaced"], false);
+        assert_eq!(
+            find(&list["resources"], "name", "pods")["kind"],
+            "PodMetrics"
+        );
+        assert_eq!(
+            find(&list["resources"], "name", "nodes")["namespaced"],
+            false
+        );
         assert!(is_served(METRICS_GROUP, METRICS_VERSION, true));
         assert!(!is_served(METRICS_GROUP, METRICS_VERSION, false));
     }
@@ -552,7 +570,10 @@ mod tests {
         assert_eq!(v1["version"], "v1");
         assert_eq!(v1["freshness"], "Current");
         let pods = find(&v1["resources"], "resource", "pods");
-        assert_eq!(pods["responseKind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
         assert_eq!(pods["scope"], "Namespaced");
         assert_eq!(pods["singularResource"], "pod");
         let exec = find(&pods["subresources"], "subresource", "exec");
@@ -621,7 +642,10 @@ mod tests {
 
     #[test]
     fn negotiation_follows_the_accept_header() {
-        assert_eq!(negotiate_aggregated(KUBECTL_ACCEPT), Some(AggregatedVersion::V2));
+        assert_eq!(
+            negotiate_aggregated(KUBECTL_ACCEPT),
+            Some(AggregatedVersion::V2)
+        );
         assert!(wants_aggregated(KUBECTL_ACCEPT));
         let beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(negotiate_aggregated(beta), Some(AggregatedVersion::V2Beta1));
@@ -634,8 +658,13 @@ mod tests {
         assert!(!wants_aggregated(
             "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
         ));
-        assert!(!wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList"));
-        assert_eq!(AggregatedVersion::V2.content_type(), AGGREGATED_CONTENT_TYPE);
+        assert!(!wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList"
+        ));
+        assert_eq!(
+            AggregatedVersion::V2.content_type(),
+            AGGREGATED_CONTENT_TYPE
+        );
     }
 
     #[test]

@@ -106,16 +106,16 @@ fn accept(headers: &HeaderMap) -> String {
 }
 
 async fn api_root(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    match discovery::negotiate(&accept(&headers)) {
-        Some(v) => json_with_type(&discovery::aggregated(true, false, v), v.content_type()),
+    match discovery::negotiate_aggregated(&accept(&headers)) {
+        Some(v) => json_with_type(&discovery::aggregated_as(v, true, false), v.content_type()),
         None => json_with_type(&discovery::core_versions(&state.advertise), "application/json"),
     }
 }
 
 async fn apis_root(headers: HeaderMap) -> Response {
-    match discovery::negotiate(&accept(&headers)) {
-        Some(v) => json_with_type(&discovery::aggregated(false, false, v), v.content_type()),
-        None => json_with_type(&discovery::group_list(), "application/json"),
+    match discovery::negotiate_aggregated(&accept(&headers)) {
+        Some(v) => json_with_type(&discovery::aggregated_as(v, false, false), v.content_type()),
+        None => json_with_type(&discovery::group_list(false), "application/json"),
     }
 }
 
@@ -147,7 +147,7 @@ async fn apis_path(
 ) -> Response {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
-        [group] => match discovery::group(group) {
+        [group] => match api_group(group) {
             Some(g) => json_with_type(&g, "application/json"),
             None => ApiError::no_route().into_response(),
         },
@@ -160,8 +160,21 @@ async fn apis_path(
     }
 }
 
+/// `GET /apis/GROUP`: the group's entry of the group list, as an APIGroup.
+fn api_group(name: &str) -> Option<Value> {
+    let list = discovery::group_list(false);
+    let mut g = list["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["name"] == name)?
+        .clone();
+    g["kind"] = json!("APIGroup");
+    g["apiVersion"] = json!("v1");
+    Some(g)
+}
+
 fn resource_list(group: &str, version: &str) -> Response {
-    match discovery::resource_list(group, version) {
+    match discovery::resource_list(group, version, false) {
         Some(l) => json_with_type(&l, "application/json"),
         None => ApiError::no_route().into_response(),
     }

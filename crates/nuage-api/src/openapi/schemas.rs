@@ -122,7 +122,13 @@ impl SchemaSet {
 
     /// Adds a `<Kind>List` schema for items of `item_ref` (from
     /// [`SchemaSet::add_kind`]); returns its `$ref`.
-    pub(super) fn add_list(&mut self, item_ref: &str, group: &str, version: &str, kind: &str) -> String {
+    pub(super) fn add_list(
+        &mut self,
+        item_ref: &str,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> String {
         let list_kind = format!("{kind}List");
         let name = format!("{}List", item_ref.trim_start_matches(REF_PREFIX));
         let list_meta = self.add_type::<meta::ListMeta>();
