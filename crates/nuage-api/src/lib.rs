@@ -76,7 +76,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/livez", get(|| async { "ok" }))
         .route("/healthz", get(readyz))
-        .route("/version", get(|| async { axum::Json(discovery::version_info()) }))
+        .route(
+            "/version",
+            get(|| async { axum::Json(discovery::version_info()) }),
+        )
         .merge(protected)
         .with_state(state)
 }
@@ -108,7 +111,10 @@ fn accept(headers: &HeaderMap) -> String {
 async fn api_root(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
     match discovery::negotiate_aggregated(&accept(&headers)) {
         Some(v) => json_with_type(&discovery::aggregated_as(v, true, false), v.content_type()),
-        None => json_with_type(&discovery::core_versions(&state.advertise), "application/json"),
+        None => json_with_type(
+            &discovery::core_versions(&state.advertise),
+            "application/json",
+        ),
     }
 }
 
@@ -131,7 +137,12 @@ async fn api_path(
     match segs.as_slice() {
         ["v1"] => resource_list("", "v1"),
         ["v1", rest @ ..] => {
-            rest::dispatch(state, method, "", "v1", rest, query.as_deref(), headers, body).await
+            let path = rest::ApiPath {
+                group: "",
+                version: "v1",
+                segments: rest,
+            };
+            rest::dispatch(state, method, path, query.as_deref(), headers, body).await
         }
         _ => ApiError::no_route().into_response(),
     }
@@ -153,8 +164,12 @@ async fn apis_path(
         },
         [group, version] => resource_list(group, version),
         [group, version, rest @ ..] => {
-            rest::dispatch(state, method, group, version, rest, query.as_deref(), headers, body)
-                .await
+            let path = rest::ApiPath {
+                group,
+                version,
+                segments: rest,
+            };
+            rest::dispatch(state, method, path, query.as_deref(), headers, body).await
         }
         _ => ApiError::no_route().into_response(),
     }

@@ -28,9 +28,12 @@ pub struct Target {
 pub fn parse_target(group: &str, version: &str, segments: &[&str]) -> ApiResult<Target> {
     let find = |plural: &str| registry::lookup(group, version, plural);
     let (namespace, rest) = match segments {
-        ["namespaces", ns, res, rest @ ..] if find(res).is_some_and(|r| r.namespaced) => {
-            (Some((*ns).to_string()), std::iter::once(*res).chain(rest.iter().copied()).collect::<Vec<_>>())
-        }
+        ["namespaces", ns, res, rest @ ..] if find(res).is_some_and(|r| r.namespaced) => (
+            Some((*ns).to_string()),
+            std::iter::once(*res)
+                .chain(rest.iter().copied())
+                .collect::<Vec<_>>(),
+        ),
         other => (None, other.to_vec()),
     };
     let Some(rt) = rest.first().and_then(|r| find(r)) else {
@@ -158,8 +161,9 @@ pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request is not valid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
+    })
 }
 
 /// Decodes a YAML document (JSON is YAML too).
@@ -167,8 +171,9 @@ pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_yaml::from_slice::<Value>(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request is not valid YAML: {e}")))
+    serde_yaml::from_slice::<Value>(body).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request is not valid YAML: {e}"))
+    })
 }
 
 /// Whether the client asked for a server-side Table.

@@ -44,14 +44,22 @@ impl ApiError {
 
     /// 404 for an object.
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {:?} not found", qualified(rt), name))
-            .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {:?} not found", qualified(rt), name),
+        )
+        .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural}))
     }
 
     /// 404 for a URL nothing serves.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 for a create whose name is taken.
@@ -83,7 +91,11 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {:?}: {msg}", qualified(rt), name),
+            format!(
+                "Operation cannot be fulfilled on {} {:?}: {msg}",
+                qualified(rt),
+                name
+            ),
         )
         .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural}))
     }
@@ -92,7 +104,15 @@ impl ApiError {
     pub fn invalid(rt: &ResourceType, name: &str, errs: &[FieldError]) -> Self {
         let causes: Vec<Value> = errs
             .iter()
-            .map(|e| json!({"reason": e.kind.reason(), "message": e.message, "field": e.field}))
+            .map(|e| {
+                // The cause's message leaves the field out: kubectl prints
+                // `field: message` itself.
+                let detail = e
+                    .message
+                    .strip_prefix(&format!("{}: ", e.field))
+                    .unwrap_or(&e.message);
+                json!({"reason": e.kind.reason(), "message": detail, "field": e.field})
+            })
             .collect();
         let list = if errs.len() == 1 {
             errs[0].message.clone()

@@ -40,8 +40,7 @@ pub enum DecodeError {
 pub fn check_typed<T: DeserializeOwned>(value: &Value) -> Checked {
     let mut unknown = Vec::new();
     let result: Result<T, _> = {
-        let mut record =
-            |path: serde_ignored::Path<'_>| unknown.push(k8s_path(&path.to_string()));
+        let mut record = |path: serde_ignored::Path<'_>| unknown.push(k8s_path(&path.to_string()));
         let de = serde_ignored::Deserializer::new(value, &mut record);
         serde_path_to_error::deserialize(de)
     };
@@ -52,10 +51,7 @@ pub fn check_typed<T: DeserializeOwned>(value: &Value) -> Checked {
             Some(name) => DecodeError::Missing {
                 field: join(&at, name),
             },
-            None => DecodeError::Invalid {
-                field: at,
-                message,
-            },
+            None => DecodeError::Invalid { field: at, message },
         }
     });
     Checked {
@@ -130,7 +126,9 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": 3}]}});
         let c = check_typed::<Pod>(&pod);
         match c.error {
-            Some(DecodeError::Invalid { field, .. }) => assert_eq!(field, "spec.containers[0].image"),
+            Some(DecodeError::Invalid { field, .. }) => {
+                assert_eq!(field, "spec.containers[0].image")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

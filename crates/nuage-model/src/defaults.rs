@@ -54,9 +54,7 @@ pub fn apply(kind: &str, obj: &mut Value) {
                     .or_insert(json!("RollingUpdate"))
                     .clone();
                 if ty == "RollingUpdate" {
-                    let ru = strategy
-                        .entry("rollingUpdate")
-                        .or_insert_with(|| json!({}));
+                    let ru = strategy.entry("rollingUpdate").or_insert_with(|| json!({}));
                     if let Some(ru) = ru.as_object_mut() {
                         ru.entry("maxUnavailable").or_insert(json!("25%"));
                         ru.entry("maxSurge").or_insert(json!("25%"));
@@ -115,7 +113,8 @@ pub fn pod_spec(spec: &mut Value) {
     };
     s.entry("restartPolicy").or_insert(json!("Always"));
     s.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    s.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+    s.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
     s.entry("schedulerName")
         .or_insert(json!("default-scheduler"));
     s.entry("securityContext").or_insert(json!({}));
@@ -135,8 +134,7 @@ fn container(c: &mut Value) {
     };
     c.entry("terminationMessagePath")
         .or_insert(json!("/dev/termination-log"));
-    c.entry("terminationMessagePolicy")
-        .or_insert(json!("File"));
+    c.entry("terminationMessagePolicy").or_insert(json!("File"));
     c.entry("resources").or_insert(json!({}));
     let policy = pull_policy(c.get("image").and_then(Value::as_str).unwrap_or(""));
     c.entry("imagePullPolicy").or_insert(json!(policy));
@@ -172,8 +170,7 @@ fn service(obj: &mut Value) {
         spec.entry("internalTrafficPolicy")
             .or_insert(json!("Cluster"));
         spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy")
-            .or_insert(json!("SingleStack"));
+        spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
     }
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
         spec.entry("externalTrafficPolicy")
@@ -188,8 +185,7 @@ fn service(obj: &mut Value) {
         }
     }
     if let Some(o) = obj.as_object_mut() {
-        o.entry("status")
-            .or_insert(json!({"loadBalancer": {}}));
+        o.entry("status").or_insert(json!({"loadBalancer": {}}));
     }
 }
 

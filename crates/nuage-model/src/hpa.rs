@@ -74,9 +74,7 @@ pub fn v1_to_v2(mut obj: Value) -> Value {
                     "current": {"averageUtilization": cpu}}}]),
             );
         }
-        status
-            .entry("desiredReplicas")
-            .or_insert_with(|| json!(0));
+        status.entry("desiredReplicas").or_insert_with(|| json!(0));
     }
     obj
 }

@@ -29,7 +29,8 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
-    meta.as_object_mut().expect("metadata was just made an object")
+    meta.as_object_mut()
+        .expect("metadata was just made an object")
 }
 
 /// Sets a string field of `metadata`.

@@ -194,7 +194,10 @@ mod tests {
     #[test]
     fn every_resource_is_found_by_its_path() {
         for r in RESOURCES {
-            assert!(std::ptr::eq(lookup(r.group, r.version, r.plural).unwrap(), r));
+            assert!(std::ptr::eq(
+                lookup(r.group, r.version, r.plural).unwrap(),
+                r
+            ));
         }
     }
 

@@ -108,7 +108,11 @@ fn object_meta(kind: &str, namespaced: bool, obj: &Value, errs: &mut Vec<FieldEr
                 validate_dns1123_subdomain(name)
             };
             if let Err(msg) = check {
-                errs.push(FieldError::invalid("metadata.name", &Value::from(name), &msg));
+                errs.push(FieldError::invalid(
+                    "metadata.name",
+                    &Value::from(name),
+                    &msg,
+                ));
             }
         }
     }
@@ -116,10 +120,17 @@ fn object_meta(kind: &str, namespaced: bool, obj: &Value, errs: &mut Vec<FieldEr
         errs.push(FieldError::required("metadata.namespace"));
     }
     labels_at(obj.pointer("/metadata/labels"), "metadata.labels", errs);
-    if let Some(ann) = obj.pointer("/metadata/annotations").and_then(Value::as_object) {
+    if let Some(ann) = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
         for k in ann.keys() {
             if let Err(msg) = validate_label_key(k) {
-                errs.push(FieldError::invalid("metadata.annotations", &Value::from(k.as_str()), &msg));
+                errs.push(FieldError::invalid(
+                    "metadata.annotations",
+                    &Value::from(k.as_str()),
+                    &msg,
+                ));
             }
         }
     }
@@ -135,7 +146,7 @@ fn labels_at(labels: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
         }
         let v = v.as_str().unwrap_or_default();
         if let Err(msg) = validate_label_value(v) {
-            errs.push(FieldError::invalid(format!("{path}"), &Value::from(v), &msg));
+            errs.push(FieldError::invalid(path, &Value::from(v), &msg));
         }
     }
 }
@@ -157,18 +168,35 @@ fn pod_spec(spec: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
                     None | Some("") => errs.push(FieldError::required(format!("{at}.name"))),
                     Some(n) => {
                         if let Err(msg) = validate_dns1123_label(n) {
-                            errs.push(FieldError::invalid(format!("{at}.name"), &Value::from(n), &msg));
+                            errs.push(FieldError::invalid(
+                                format!("{at}.name"),
+                                &Value::from(n),
+                                &msg,
+                            ));
                         }
                         if !names.insert(n) {
                             errs.push(FieldError::duplicate(format!("{at}.name"), &Value::from(n)));
                         }
                     }
                 }
-                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     errs.push(FieldError::required(format!("{at}.image")));
                 }
-                for (j, p) in c.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                    port_number(p.get("containerPort"), &format!("{at}.ports[{j}].containerPort"), errs);
+                for (j, p) in c
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    port_number(
+                        p.get("containerPort"),
+                        &format!("{at}.ports[{j}].containerPort"),
+                        errs,
+                    );
                 }
             }
         }
@@ -228,7 +256,11 @@ fn rc(obj: &Value, errs: &mut Vec<FieldError>) {
             "`selector` does not match template `labels`",
         ));
     }
-    labels_at(template.pointer("/metadata/labels"), "spec.template.metadata.labels", errs);
+    labels_at(
+        template.pointer("/metadata/labels"),
+        "spec.template.metadata.labels",
+        errs,
+    );
     pod_spec(template.get("spec"), "spec.template.spec", errs);
 }
 
@@ -260,13 +292,23 @@ fn workload(obj: &Value, errs: &mut Vec<FieldError>) {
         }
         Err(e) => errs.push(FieldError::invalid("spec.selector", sel, &e.to_string())),
     }
-    labels_at(template.pointer("/metadata/labels"), "spec.template.metadata.labels", errs);
+    labels_at(
+        template.pointer("/metadata/labels"),
+        "spec.template.metadata.labels",
+        errs,
+    );
     pod_spec(template.get("spec"), "spec.template.spec", errs);
 }
 
 fn service(obj: &Value, errs: &mut Vec<FieldError>) {
-    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
-    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
         errs.push(FieldError {
             kind: FieldErrorType::NotSupported,
             field: "spec.type".into(),
@@ -296,12 +338,19 @@ fn service(obj: &Value, errs: &mut Vec<FieldError>) {
         }
         let key = (
             p.get("port").and_then(Value::as_i64),
-            p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string(),
         );
         if !seen.insert(key) {
             errs.push(FieldError::duplicate(format!("spec.ports[{i}]"), p));
         }
-        if ports.is_some_and(|ps| ps.len() > 1) && p.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if ports.is_some_and(|ps| ps.len() > 1)
+            && p.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
             errs.push(FieldError::required(format!("spec.ports[{i}].name")));
         }
     }
@@ -342,6 +391,9 @@ mod tests {
     #[test]
     fn service_needs_ports() {
         let svc = json!({"metadata": {"name": "s", "namespace": "d"}, "spec": {}});
-        assert_eq!(validate("Service", true, &svc), vec![FieldError::required("spec.ports")]);
+        assert_eq!(
+            validate("Service", true, &svc),
+            vec![FieldError::required("spec.ports")]
+        );
     }
 }

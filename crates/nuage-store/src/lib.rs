@@ -194,8 +194,7 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes `key`, if its mod revision is `expected` when given.
     /// Returns the deleted state with `mod_revision` set to the deletion's
     /// revision. Fails with [`StoreError::NotFound`] or [`StoreError::Conflict`].
-    async fn delete(&self, key: &str, expected: Option<Revision>)
-        -> Result<KeyValue, StoreError>;
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;
 
     /// Watches keys starting with `prefix`, delivering every event with a
     /// revision greater than `after`, in revision order. `after` below the

@@ -318,11 +318,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete(
-        &self,
-        key: &str,
-        expected: Option<Revision>,
-    ) -> Result<KeyValue, StoreError> {
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
         let key = key.to_string();
         self.inner
             .write(|reply| Command::Delete {

@@ -41,7 +41,9 @@ impl ApiClient {
     /// and authenticating with `DIR/admin-token`.
     pub async fn connect(api: &str, dir: &Path) -> std::io::Result<Self> {
         let ca = std::fs::read(dir.join("ca.crt"))?;
-        let token = std::fs::read_to_string(dir.join("admin-token"))?.trim().to_string();
+        let token = std::fs::read_to_string(dir.join("admin-token"))?
+            .trim()
+            .to_string();
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
             roots
@@ -59,7 +61,9 @@ impl ApiClient {
         tcp.set_nodelay(true)?;
         let name = rustls::pki_types::ServerName::try_from("localhost")
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(std::io::Error::other)?;
@@ -108,7 +112,8 @@ impl ApiClient {
 
     /// GET `path`.
     pub async fn get(&mut self, path: &str) -> std::io::Result<Reply> {
-        self.send("GET", path, "application/json", Bytes::new()).await
+        self.send("GET", path, "application/json", Bytes::new())
+            .await
     }
 
     /// POST a JSON body.

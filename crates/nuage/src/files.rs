@@ -17,7 +17,8 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    nuage_api::tls::write_private(path, contents).with_context(|| format!("write {}", path.display()))
+    nuage_api::tls::write_private(path, contents)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// The admin token, made at first start and kept.
@@ -35,7 +36,12 @@ pub fn admin_token(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Writes `kubeconfig` for the admin.
-pub fn write_kubeconfig(dir: &Path, api_url: &str, ca_pem: &str, token: &str) -> anyhow::Result<PathBuf> {
+pub fn write_kubeconfig(
+    dir: &Path,
+    api_url: &str,
+    ca_pem: &str,
+    token: &str,
+) -> anyhow::Result<PathBuf> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let text = format!(
         "apiVersion: v1
@@ -75,7 +81,9 @@ pub struct AwsKeys {
 fn random_string(alphabet: &[u8], n: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
+    (0..n)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// Reads the keys from `aws-credentials`, or makes new ones.
@@ -93,7 +101,10 @@ pub fn aws_keys(dir: &Path) -> AwsKeys {
             secret_access_key: secret,
         },
         _ => AwsKeys {
-            access_key_id: format!("AKIA{}", random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+            access_key_id: format!(
+                "AKIA{}",
+                random_string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+            ),
             secret_access_key: random_string(
                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
                 40,

@@ -65,7 +65,9 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => {
                 let _ = (&args.server, &args.token, &args.node_name, &args.data_dir);
-                anyhow::bail!("the node agent is not built yet: `nuage server` runs the control plane only")
+                anyhow::bail!(
+                    "the node agent is not built yet: `nuage server` runs the control plane only"
+                )
             }
         }
     });
@@ -81,5 +83,6 @@ fn main() -> std::process::ExitCode {
 /// Parses `host:port`, accepting `localhost`.
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let s = s.replace("localhost:", "127.0.0.1:");
-    s.parse().map_err(|e| format!("{s:?} is not an address like 127.0.0.1:6443: {e}"))
+    s.parse()
+        .map_err(|e| format!("{s:?} is not an address like 127.0.0.1:6443: {e}"))
 }

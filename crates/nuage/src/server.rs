@@ -51,7 +51,9 @@ fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u32)> {
         .split_once('/')
         .with_context(|| format!("{s:?} is not a CIDR like 10.96.0.0/16"))?;
     let ip: Ipv4Addr = ip.parse().with_context(|| format!("{s:?}: bad address"))?;
-    let bits: u32 = bits.parse().with_context(|| format!("{s:?}: bad prefix length"))?;
+    let bits: u32 = bits
+        .parse()
+        .with_context(|| format!("{s:?}: bad prefix length"))?;
     if !(8..=28).contains(&bits) {
         bail!("{s:?}: prefix length must be between 8 and 28");
     }
@@ -67,10 +69,16 @@ fn hostname() -> String {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let dir = args.data_dir.clone().unwrap_or_else(files::default_data_dir);
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(files::default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("create data dir {}", dir.display()))?;
     if !args.aws_listen.ip().is_loopback() && !args.aws_tls {
-        bail!("--aws-listen {} is not a loopback address: add --aws-tls", args.aws_listen);
+        bail!(
+            "--aws-listen {} is not a loopback address: add --aws-tls",
+            args.aws_listen
+        );
     }
     if args.aws_tls {
         bail!("--aws-tls is not built yet: keep --aws-listen on loopback");
@@ -134,7 +142,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let d = dir.display();
     println!("nuage server: data in {d}");
-    println!("  Kubernetes API  {api_url}   kubeconfig: {}", kubeconfig.display());
+    println!(
+        "  Kubernetes API  {api_url}   kubeconfig: {}",
+        kubeconfig.display()
+    );
     println!("  AWS endpoint    {aws_url}    profile nuage: {d}/aws-config");
     println!("Use kubectl:  export KUBECONFIG={}", kubeconfig.display());
     println!(

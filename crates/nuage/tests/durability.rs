@@ -19,7 +19,13 @@ fn sigterm_exits_cleanly_and_a_restart_keeps_every_object() {
     let s = NuageServer::start_in(BIN, dir.path(), &["--no-agent"]);
     s.kubectl_ok(&["create", "-f", SEED_SVC, "-f", SEED_RC]);
     let before = s.kubectl_ok(&["get", "svc,rc", "-o", "jsonpath={.items[*].metadata.uid}"]);
-    let cluster_ip = s.kubectl_ok(&["get", "svc", "simpleservice", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_ip = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "simpleservice",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     let (status, took) = s.stop();
     assert_eq!(status, "exit 0");
     assert!(took < Duration::from_secs(10), "stop took {took:?}");
@@ -27,7 +33,13 @@ fn sigterm_exits_cleanly_and_a_restart_keeps_every_object() {
     let s = NuageServer::start_in(BIN, dir.path(), &["--no-agent"]);
     let after = s.kubectl_ok(&["get", "svc,rc", "-o", "jsonpath={.items[*].metadata.uid}"]);
     assert_eq!(before, after);
-    let ip_after = s.kubectl_ok(&["get", "svc", "simpleservice", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ip_after = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "simpleservice",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(cluster_ip, ip_after);
     // New writes continue from the stored revision.
     s.kubectl_ok(&["scale", "rc", "rcsise", "--replicas=3"]);
@@ -76,7 +88,11 @@ async fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_write() {
 
     let s = NuageServer::start_in(BIN, dir.path(), &["--no-agent"]);
     let mut c = ApiClient::connect(&s.api, dir.path()).await.unwrap();
-    let list = c.get("/api/v1/namespaces/default/configmaps").await.unwrap().json();
+    let list = c
+        .get("/api/v1/namespaces/default/configmaps")
+        .await
+        .unwrap()
+        .json();
     let stored: BTreeSet<String> = list["items"]
         .as_array()
         .unwrap()
@@ -84,5 +100,10 @@ async fn kill_9_during_a_burst_of_creates_loses_no_acknowledged_write() {
         .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged creates lost: {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
 }

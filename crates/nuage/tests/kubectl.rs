@@ -25,7 +25,11 @@ fn namespace(name: &str) {
         &["create", "-f", "-"],
         &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn text(out: &std::process::Output) -> (String, String) {
@@ -61,9 +65,17 @@ fn api_resources_lists_every_served_kind() {
             .unwrap_or_else(|| panic!("{name} missing from:\n{out}"));
         assert!(line.split_whitespace().any(|w| w == short), "{line}");
     }
-    for name in ["leases", "endpointslices", "secrets", "events", "nodes", "endpoints"] {
+    for name in [
+        "leases",
+        "endpointslices",
+        "secrets",
+        "events",
+        "nodes",
+        "endpoints",
+    ] {
         assert!(
-            out.lines().any(|l| l.split_whitespace().next() == Some(name)),
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
             "{name} missing from:\n{out}"
         );
     }
@@ -75,12 +87,28 @@ fn seed_manifests_create_get_describe_and_get_all() {
     namespace("seed");
     let out = s.kubectl_ok(&["create", "-n", "seed", "-f", SEED_SVC, "-f", SEED_RC]);
     assert!(out.contains("service/simpleservice created"), "{out}");
-    assert!(out.contains("replicationcontroller/rcsise created"), "{out}");
+    assert!(
+        out.contains("replicationcontroller/rcsise created"),
+        "{out}"
+    );
 
     let svc = s.kubectl_ok(&["get", "svc", "-n", "seed"]);
     let header: Vec<&str> = svc.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
-    assert!(svc.contains("simpleservice") && svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    assert!(
+        svc.contains("simpleservice") && svc.contains("ClusterIP") && svc.contains("80/TCP"),
+        "{svc}"
+    );
 
     let rc = s.kubectl_ok(&["get", "rc", "-n", "seed"]);
     let header: Vec<&str> = rc.lines().next().unwrap().split_whitespace().collect();
@@ -89,7 +117,14 @@ fn seed_manifests_create_get_describe_and_get_all() {
     assert_eq!(&row[..2], ["rcsise", "2"]);
 
     let yaml = s.kubectl_ok(&["get", "rc", "rcsise", "-n", "seed", "-o", "yaml"]);
-    for want in ["replicas: 2", "containerPort: 9876", "image: img/serv:0.5.0", "resourceVersion:", "uid:", "generation: 1"] {
+    for want in [
+        "replicas: 2",
+        "containerPort: 9876",
+        "image: img/serv:0.5.0",
+        "resourceVersion:",
+        "uid:",
+        "generation: 1",
+    ] {
         assert!(yaml.contains(want), "{want} missing from:\n{yaml}");
     }
 
@@ -103,7 +138,10 @@ fn seed_manifests_create_get_describe_and_get_all() {
     assert!(all.contains("replicationcontroller/rcsise"), "{all}");
 
     let multi = s.kubectl_ok(&["get", "po,svc,rc", "-n", "seed"]);
-    assert!(multi.contains("service/simpleservice") && multi.contains("replicationcontroller/rcsise"), "{multi}");
+    assert!(
+        multi.contains("service/simpleservice") && multi.contains("replicationcontroller/rcsise"),
+        "{multi}"
+    );
 
     let err = s.kubectl_err(&["create", "-n", "seed", "-f", SEED_SVC]);
     assert!(err.contains("(AlreadyExists)"), "{err}");
@@ -121,14 +159,42 @@ fn pods_table_has_kubernetes_columns() {
     assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
     assert!(get.contains("0/1") && get.contains("Pending"), "{get}");
     let wide = s.kubectl_ok(&["get", "pods", "-n", "tables", "-o", "wide"]);
-    assert!(wide.lines().next().unwrap().contains("IP") && wide.contains("NODE"), "{wide}");
+    assert!(
+        wide.lines().next().unwrap().contains("IP") && wide.contains("NODE"),
+        "{wide}"
+    );
     let labels = s.kubectl_ok(&["get", "pods", "-n", "tables", "--show-labels"]);
     assert!(labels.contains("app=web"), "{labels}");
-    let jp = s.kubectl_ok(&["get", "pods", "-n", "tables", "-o", "jsonpath={.items[0].spec.restartPolicy}"]);
+    let jp = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "tables",
+        "-o",
+        "jsonpath={.items[0].spec.restartPolicy}",
+    ]);
     assert_eq!(jp, "Always");
-    let sel = s.kubectl_ok(&["get", "pods", "-n", "tables", "-l", "app=other", "-o", "name"]);
+    let sel = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "tables",
+        "-l",
+        "app=other",
+        "-o",
+        "name",
+    ]);
     assert_eq!(sel.trim(), "");
-    let by_field = s.kubectl_ok(&["get", "pods", "-n", "tables", "--field-selector", "metadata.name=web", "-o", "name"]);
+    let by_field = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "tables",
+        "--field-selector",
+        "metadata.name=web",
+        "-o",
+        "name",
+    ]);
     assert_eq!(by_field.trim(), "pod/web");
 }
 
@@ -139,11 +205,38 @@ fn scale_updates_replicas_and_generation() {
     s.kubectl_ok(&["create", "-n", "scale", "-f", SEED_RC]);
     let out = s.kubectl_ok(&["scale", "rc", "rcsise", "-n", "scale", "--replicas=5"]);
     assert!(out.contains("scaled"), "{out}");
-    let got = s.kubectl_ok(&["get", "rc", "rcsise", "-n", "scale", "-o", "jsonpath={.spec.replicas} {.metadata.generation}"]);
+    let got = s.kubectl_ok(&[
+        "get",
+        "rc",
+        "rcsise",
+        "-n",
+        "scale",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.generation}",
+    ]);
     assert_eq!(got, "5 2");
-    let err = s.kubectl_err(&["scale", "rc", "rcsise", "-n", "scale", "--current-replicas=3", "--replicas=4"]);
-    assert!(err.to_lowercase().contains("expected replicas to be 3") || err.contains("(Conflict)"), "{err}");
-    let got = s.kubectl_ok(&["get", "rc", "rcsise", "-n", "scale", "-o", "jsonpath={.spec.replicas}"]);
+    let err = s.kubectl_err(&[
+        "scale",
+        "rc",
+        "rcsise",
+        "-n",
+        "scale",
+        "--current-replicas=3",
+        "--replicas=4",
+    ]);
+    assert!(
+        err.to_lowercase().contains("expected replicas to be 3") || err.contains("(Conflict)"),
+        "{err}"
+    );
+    let got = s.kubectl_ok(&[
+        "get",
+        "rc",
+        "rcsise",
+        "-n",
+        "scale",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(got, "5");
 }
 
@@ -154,21 +247,52 @@ fn apply_creates_then_is_unchanged_then_configures() {
     let v1 = "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: a\n        image: nginx:1\n        env:\n        - name: KEEP\n          value: \"1\"\n        - name: DROP\n          value: \"2\"\n";
     let apply = |doc: &str| s.kubectl_stdin(&["apply", "-n", "apply", "-f", "-"], doc);
     let (out, err) = text(&apply(v1));
-    assert!(out.contains("replicationcontroller/web created"), "{out}{err}");
+    assert!(
+        out.contains("replicationcontroller/web created"),
+        "{out}{err}"
+    );
     let (out, err) = text(&apply(v1));
-    assert!(out.contains("replicationcontroller/web unchanged"), "{out}{err}");
-    let v2 = v1.replace("nginx:1", "nginx:2").replace("        - name: DROP\n          value: \"2\"\n", "");
+    assert!(
+        out.contains("replicationcontroller/web unchanged"),
+        "{out}{err}"
+    );
+    let v2 = v1
+        .replace("nginx:1", "nginx:2")
+        .replace("        - name: DROP\n          value: \"2\"\n", "");
     let (out, err) = text(&apply(&v2));
-    assert!(out.contains("replicationcontroller/web configured"), "{out}{err}");
+    assert!(
+        out.contains("replicationcontroller/web configured"),
+        "{out}{err}"
+    );
     let got = s.kubectl_ok(&["get", "rc", "web", "-n", "apply", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[*].name}"]);
     assert_eq!(got, "nginx:2 KEEP");
 
-    let ssa = s.kubectl_stdin(&["apply", "--server-side", "-n", "apply", "-f", "-"], &v2.replace("name: web", "name: web-ssa").replace("app: web", "app: ssa"));
+    let ssa = s.kubectl_stdin(
+        &["apply", "--server-side", "-n", "apply", "-f", "-"],
+        &v2.replace("name: web", "name: web-ssa")
+            .replace("app: web", "app: ssa"),
+    );
     let (out, err) = text(&ssa);
-    assert!(ssa.status.success() && out.contains("serverside-applied"), "{out}{err}");
-    let ssa2 = s.kubectl_stdin(&["apply", "--server-side", "-n", "apply", "-f", "-"], &v2.replace("name: web", "name: web-ssa").replace("app: web", "app: ssa").replace("replicas: 1", "replicas: 3"));
+    assert!(
+        ssa.status.success() && out.contains("serverside-applied"),
+        "{out}{err}"
+    );
+    let ssa2 = s.kubectl_stdin(
+        &["apply", "--server-side", "-n", "apply", "-f", "-"],
+        &v2.replace("name: web", "name: web-ssa")
+            .replace("app: web", "app: ssa")
+            .replace("replicas: 1", "replicas: 3"),
+    );
     assert!(ssa2.status.success(), "{}", text(&ssa2).1);
-    let got = s.kubectl_ok(&["get", "rc", "web-ssa", "-n", "apply", "-o", "jsonpath={.spec.replicas}"]);
+    let got = s.kubectl_ok(&[
+        "get",
+        "rc",
+        "web-ssa",
+        "-n",
+        "apply",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(got, "3");
 }
 
@@ -185,18 +309,46 @@ fn patch_in_each_type_label_and_annotate() {
         args.extend_from_slice(extra);
         s.kubectl_ok(&args)
     };
-    run(&["--type=merge", "-p", r#"{"metadata":{"labels":{"patched":"merge"}}}"#]);
-    run(&["--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#]);
-    run(&["--type=strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sise","image":"img/serv:0.6.0"}]}}}}"#]);
+    run(&[
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"patched":"merge"}}}"#,
+    ]);
+    run(&[
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+    ]);
+    run(&[
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sise","image":"img/serv:0.6.0"}]}}}}"#,
+    ]);
     let got = s.kubectl_ok(&["get", "-n", "patch", "rc", "rcsise", "-o", "jsonpath={.metadata.labels.patched} {.spec.replicas} {.spec.template.spec.containers[*].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
     assert_eq!(got, "merge 3 img/serv:0.6.0 9876");
 
     s.kubectl_ok(&["label", "-n", "patch", "rc", "rcsise", "tier=web"]);
     s.kubectl_ok(&["annotate", "-n", "patch", "rc", "rcsise", "note=hello"]);
-    let got = s.kubectl_ok(&["get", "-n", "patch", "rc", "rcsise", "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}"]);
+    let got = s.kubectl_ok(&[
+        "get",
+        "-n",
+        "patch",
+        "rc",
+        "rcsise",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}",
+    ]);
     assert_eq!(got, "web hello");
     s.kubectl_ok(&["label", "-n", "patch", "rc", "rcsise", "tier-"]);
-    let labels = s.kubectl_ok(&["get", "-n", "patch", "rc", "rcsise", "-o", "jsonpath={.metadata.labels}"]);
+    let labels = s.kubectl_ok(&[
+        "get",
+        "-n",
+        "patch",
+        "rc",
+        "rcsise",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
     assert!(!labels.contains("tier"), "{labels}");
 }
 
@@ -217,7 +369,14 @@ fn watch_sees_added_modified_deleted() {
     namespace("watch");
     let mut child = s
         .kubectl_cmd()
-        .args(["get", "configmaps", "-n", "watch", "-w", "--output-watch-events"])
+        .args([
+            "get",
+            "configmaps",
+            "-n",
+            "watch",
+            "-w",
+            "--output-watch-events",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -232,13 +391,19 @@ fn watch_sees_added_modified_deleted() {
         }
     });
     let mut seen = Vec::new();
-    let mut expect = |event: &str, seen: &mut Vec<String>| {
-        wait_for(&format!("{event} in kubectl get -w"), Duration::from_secs(30), || {
-            while let Ok(l) = rx.try_recv() {
-                seen.push(l);
-            }
-            seen.iter().any(|l| l.starts_with(event) && l.contains("cm1")).then_some(())
-        })
+    let expect = |event: &str, seen: &mut Vec<String>| {
+        wait_for(
+            &format!("{event} in kubectl get -w"),
+            Duration::from_secs(30),
+            || {
+                while let Ok(l) = rx.try_recv() {
+                    seen.push(l);
+                }
+                seen.iter()
+                    .any(|l| l.starts_with(event) && l.contains("cm1"))
+                    .then_some(())
+            },
+        )
     };
     // The watch is established once kubectl printed the (empty) list; a
     // create before that would show up as ADDED from the list too.
@@ -273,7 +438,10 @@ fn stale_update_gets_conflict() {
     let out = s.kubectl_stdin(&["replace", "-n", "stale", "-f", "-"], &old);
     let (_, err) = text(&out);
     assert!(!out.status.success(), "a stale replace must fail");
-    assert!(err.contains("(Conflict)") && err.contains("the object has been modified"), "{err}");
+    assert!(
+        err.contains("(Conflict)") && err.contains("the object has been modified"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -284,42 +452,83 @@ fn bad_manifests_are_rejected_with_the_field_and_store_nothing() {
     let out = s.kubectl_stdin(&["create", "-n", "bad", "-f", "-"], unknown);
     let (_, err) = text(&out);
     assert!(!out.status.success());
-    assert!(err.contains("strict decoding error") && err.contains("spec.containers[0].bogusField"), "{err}");
+    assert!(
+        err.contains("strict decoding error") && err.contains("spec.containers[0].bogusField"),
+        "{err}"
+    );
 
-    let warn = s.kubectl_stdin(&["create", "-n", "bad", "--validate=warn", "-f", "-"], &unknown.replace("p1", "p2"));
+    let warn = s.kubectl_stdin(
+        &["create", "-n", "bad", "--validate=warn", "-f", "-"],
+        &unknown.replace("p1", "p2"),
+    );
     let (_, err) = text(&warn);
     assert!(warn.status.success(), "{err}");
-    assert!(err.contains("unknown field \"spec.containers[0].bogusField\""), "{err}");
+    assert!(
+        err.contains("unknown field \"spec.containers[0].bogusField\""),
+        "{err}"
+    );
 
-    let no_image = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p3\nspec:\n  containers:\n  - name: c\n";
+    let no_image =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p3\nspec:\n  containers:\n  - name: c\n";
     let (_, err) = text(&s.kubectl_stdin(&["create", "-n", "bad", "-f", "-"], no_image));
-    assert!(err.contains("(Invalid)") && err.contains("spec.containers[0].image: Required value"), "{err}");
+    assert!(
+        err.contains("The Pod \"p3\" is invalid: spec.containers[0].image: Required value"),
+        "{err}"
+    );
 
-    let bad_label = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n  labels:\n    \"bad key!\": v\n";
+    let bad_label =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\n  labels:\n    \"bad key!\": v\n";
     let (_, err) = text(&s.kubectl_stdin(&["create", "-n", "bad", "-f", "-"], bad_label));
-    assert!(err.contains("(Invalid)") && err.contains("metadata.labels"), "{err}");
+    assert!(
+        err.contains("The ConfigMap \"c1\" is invalid: metadata.labels: Invalid value"),
+        "{err}"
+    );
 
-    let wrong_type = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s1\nspec:\n  ports:\n  - port: eighty\n";
-    let (_, err) = text(&s.kubectl_stdin(&["create", "-n", "bad", "--validate=false", "-f", "-"], wrong_type));
-    assert!(err.contains("BadRequest") || err.contains("cannot be handled"), "{err}");
+    let wrong_type =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s1\nspec:\n  ports:\n  - port: eighty\n";
+    let (_, err) = text(&s.kubectl_stdin(
+        &["create", "-n", "bad", "--validate=false", "-f", "-"],
+        wrong_type,
+    ));
+    assert!(
+        err.contains("BadRequest") || err.contains("cannot be handled"),
+        "{err}"
+    );
 
     // Raw bodies reach the server as sent: malformed, wrong kind, too large.
     let dir = tempfile::tempdir().unwrap();
     let raw = |name: &str, body: &[u8]| {
         let f = dir.path().join(name);
         std::fs::write(&f, body).unwrap();
-        text(&s.kubectl(&["create", "--raw", "/api/v1/namespaces/bad/pods", "-f", f.to_str().unwrap()])).1
+        text(&s.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/bad/pods",
+            "-f",
+            f.to_str().unwrap(),
+        ]))
+        .1
     };
     let err = raw("malformed.json", b"{\"kind\": \"Pod\", ");
     assert!(err.contains("not valid JSON"), "{err}");
-    let err = raw("widget.json", br#"{"apiVersion":"v1","kind":"Widget","metadata":{"name":"w"}}"#);
+    let err = raw(
+        "widget.json",
+        br#"{"apiVersion":"v1","kind":"Widget","metadata":{"name":"w"}}"#,
+    );
     assert!(err.contains("does not match the expected kind"), "{err}");
-    let big = format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"big","annotations":{{"a":"{}"}}}}}}"#, "x".repeat(4 << 20));
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"big","annotations":{{"a":"{}"}}}}}}"#,
+        "x".repeat(4 << 20)
+    );
     let err = raw("big.json", big.as_bytes());
     assert!(err.contains("larger than"), "{err}");
 
     let pods = s.kubectl_ok(&["get", "pods", "-n", "bad", "-o", "name"]);
-    assert_eq!(pods.trim(), "pod/p2", "only the warned-about pod was stored");
+    assert_eq!(
+        pods.trim(),
+        "pod/p2",
+        "only the warned-about pod was stored"
+    );
     let cms = s.kubectl_ok(&["get", "configmaps", "-n", "bad", "-o", "name"]);
     assert_eq!(cms.trim(), "");
 }
@@ -352,6 +561,14 @@ fn deleting_a_namespace_deletes_its_content() {
     assert!(out.contains("namespace \"doomed\" deleted"), "{out}");
     let err = s.kubectl_err(&["get", "namespace", "doomed"]);
     assert!(err.contains("(NotFound)"), "{err}");
-    let left = s.kubectl_ok(&["get", "svc,rc", "-A", "-o", "name", "--field-selector", "metadata.namespace=doomed"]);
+    let left = s.kubectl_ok(&[
+        "get",
+        "svc,rc",
+        "-A",
+        "-o",
+        "name",
+        "--field-selector",
+        "metadata.namespace=doomed",
+    ]);
     assert_eq!(left.trim(), "");
 }

@@ -65,7 +65,10 @@ pub fn admit(
             .collect();
         match fv {
             FieldValidation::Strict => {
-                return Err(cannot(format!("strict decoding error: {}", list.join(", "))))
+                return Err(cannot(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )))
             }
             FieldValidation::Warn => warnings = list,
             FieldValidation::Ignore => {}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use nuage_model::registry::{self, ResourceType, RESOURCES};
 use nuage_model::meta;
+use nuage_model::registry::{self, ResourceType, RESOURCES};
 use serde_json::{json, Value};
 
 use super::read::collect;
@@ -43,7 +43,10 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<Options> {
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation = Some(p.to_string());
         }
-        o.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+        o.uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         o.resource_version = v
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -61,7 +64,15 @@ fn options(ctx: &Ctx, body: &[u8]) -> ApiResult<Options> {
 
 pub(super) async fn delete(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let opts = options(&ctx, &body)?;
-    let out = delete_one(&ctx.state, ctx.target.rt, ctx.ns(), ctx.name(), &opts, ctx.dry_run()).await?;
+    let out = delete_one(
+        &ctx.state,
+        ctx.target.rt,
+        ctx.ns(),
+        ctx.name(),
+        &opts,
+        ctx.dry_run(),
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, &out, &[]))
 }
 
@@ -77,7 +88,14 @@ async fn delete_one(
         let current = state.objects.get_existing(rt, ns, name).await?;
         if let Some(uid) = &opts.uid {
             if meta::meta_str(&current, "uid") != Some(uid.as_str()) {
-                return Err(ApiError::conflict_msg(rt, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::meta_str(&current, "uid").unwrap_or_default())));
+                return Err(ApiError::conflict_msg(
+                    rt,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::meta_str(&current, "uid").unwrap_or_default()
+                    ),
+                ));
             }
         }
         let rv = meta::resource_version(&current).unwrap_or(0);
@@ -89,7 +107,9 @@ async fn delete_one(
         }
         let mut finalizers = meta::finalizers(&current);
         match opts.propagation.as_deref() {
-            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                finalizers.push("orphan".into())
+            }
             Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
                 finalizers.push("foregroundDeletion".into())
             }

@@ -48,19 +48,27 @@ impl Ctx {
     }
 }
 
+/// Where under `/api` or `/apis` a request goes.
+pub struct ApiPath<'a> {
+    /// API group (`""` for core).
+    pub group: &'a str,
+    /// API version.
+    pub version: &'a str,
+    /// The path segments after the version.
+    pub segments: &'a [&'a str],
+}
+
 /// Serves one request on `/api/v1/...` or `/apis/G/V/...`.
 pub async fn dispatch(
     state: Arc<ApiState>,
     method: Method,
-    group: &str,
-    version: &str,
-    segments: &[&str],
+    path: ApiPath<'_>,
     raw_query: Option<&str>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let result = async {
-        let target = request::parse_target(group, version, segments)?;
+        let target = request::parse_target(path.group, path.version, path.segments)?;
         let ctx = Ctx {
             state,
             target,

@@ -47,12 +47,13 @@ pub(super) struct Filter {
 
 impl Filter {
     pub(super) fn from_query(rt: &ResourceType, q: &Query) -> ApiResult<Self> {
-        let labels = match q.get("labelSelector").filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse requirement: {e}"))
-            })?),
-            None => None,
-        };
+        let labels =
+            match q.get("labelSelector").filter(|s| !s.trim().is_empty()) {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let fields = match q.get("fieldSelector").filter(|s| !s.trim().is_empty()) {
             Some(s) => {
                 let sel = FieldSelector::parse(s)
@@ -115,7 +116,11 @@ fn decode_continue(token: &str) -> ApiResult<Continue> {
 pub(super) async fn collect(ctx: &Ctx) -> ApiResult<(Vec<Value>, Revision, Option<String>)> {
     let rt = ctx.target.rt;
     let filter = Filter::from_query(rt, &ctx.query)?;
-    let limit = ctx.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = ctx
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let (mut revision, mut start) = match ctx.query.get("continue").filter(|s| !s.is_empty()) {
         Some(tok) => {
             let c = decode_continue(tok)?;

@@ -2,9 +2,9 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use nuage_model::meta;
 use nuage_model::patch::PatchType;
 use nuage_model::selector::LabelSelector;
-use nuage_model::meta;
 use serde_json::{json, Value};
 
 use super::write::{apply_patch, replace, Part};
@@ -59,7 +59,8 @@ pub(super) async fn update(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> 
 
 pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let ct = request::content_type(&ctx.headers);
-    let ty = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+    let ty =
+        PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
     let doc = request::decode_json(&body)?;
     for _ in 0..8 {
         let current = ctx
@@ -69,7 +70,11 @@ pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
             .await?;
         let scale = apply_patch(ty, &scale_of(&current), &doc)?;
         match write_scale(&ctx, &current, &scale).await {
-            Err(e) if e.reason == "Conflict" && doc.pointer("/metadata/resourceVersion").is_none() => continue,
+            Err(e)
+                if e.reason == "Conflict" && doc.pointer("/metadata/resourceVersion").is_none() =>
+            {
+                continue
+            }
             other => return other,
         }
     }

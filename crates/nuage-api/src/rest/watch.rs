@@ -15,8 +15,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use nuage_model::registry::ResourceType;
 use nuage_model::meta;
+use nuage_model::registry::ResourceType;
 use nuage_store::{EventKind, ListOptions, Revision};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -65,7 +65,11 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let prefix = rt.key_prefix(ctx.ns());
     let store = Arc::clone(ctx.state.objects.store());
     let mut initial = Vec::new();
-    let after: Revision = match ctx.query.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
+    let after: Revision = match ctx
+        .query
+        .get("resourceVersion")
+        .filter(|s| !s.is_empty() && *s != "0")
+    {
         Some(s) => s
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))?,
@@ -86,7 +90,9 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let mut events = match store.watch(&prefix, after).await {
         Ok(s) => s,
         Err(nuage_store::StoreError::Compacted { .. }) => {
-            return Err(ApiError::expired(format!("too old resource version: {after}")));
+            return Err(ApiError::expired(format!(
+                "too old resource version: {after}"
+            )));
         }
         Err(e) => return Err(ApiError::from_store(e, rt, "")),
     };
@@ -147,7 +153,10 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    Bytes::from(format!("{}\n", json!({"type": "ERROR", "object": e.to_status()})))
+    Bytes::from(format!(
+        "{}\n",
+        json!({"type": "ERROR", "object": e.to_status()})
+    ))
 }
 
 impl Watch {
@@ -194,7 +203,9 @@ impl Watch {
     fn line(&self, ty: &str, obj: &Value) -> Bytes {
         let object = match self.table {
             Some(include) => {
-                let rv = meta::meta_str(obj, "resourceVersion").unwrap_or_default().to_string();
+                let rv = meta::meta_str(obj, "resourceVersion")
+                    .unwrap_or_default()
+                    .to_string();
                 table::table(
                     self.rt.kind,
                     std::slice::from_ref(obj),

@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use nuage_model::meta;
 use nuage_model::patch::{self, PatchType};
 use nuage_model::registry::{self, ResourceType};
-use nuage_model::meta;
 use serde_json::{json, Value};
 
 use super::admit::{admit, validate};
@@ -63,7 +63,13 @@ pub(super) async fn create_object(
     }
     {
         let m = meta::metadata_mut(&mut obj);
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             m.remove(f);
         }
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -120,7 +126,9 @@ async fn check_namespace_open(
         Some(n) if meta::is_deleting(&n) => Err(ApiError::forbidden(
             rt,
             name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -144,7 +152,12 @@ pub(super) async fn update(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> 
 pub(super) async fn update_status(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let mut obj = request::decode_body(&ctx.headers, &body)?;
     let rt = ctx.target.rt;
-    let warnings = admit(rt, &mut obj, ctx.ns(), FieldValidation::from_query(&ctx.query)?)?;
+    let warnings = admit(
+        rt,
+        &mut obj,
+        ctx.ns(),
+        FieldValidation::from_query(&ctx.query)?,
+    )?;
     check_name(&ctx, &obj)?;
     let current = ctx
         .state
@@ -247,26 +260,43 @@ fn strip_rv(v: &Value) -> Value {
 fn keep_server_fields(rt: &ResourceType, current: &Value, new: &mut Value) -> ApiResult<()> {
     let cur_meta = current.get("metadata").cloned().unwrap_or_default();
     let new_uid = meta::meta_str(new, "uid").map(str::to_string);
-    let cur_uid = meta::meta_str(current, "uid").unwrap_or_default().to_string();
-    if new_uid.as_deref().is_some_and(|u| !u.is_empty() && u != cur_uid) {
+    let cur_uid = meta::meta_str(current, "uid")
+        .unwrap_or_default()
+        .to_string();
+    if new_uid
+        .as_deref()
+        .is_some_and(|u| !u.is_empty() && u != cur_uid)
+    {
         return Err(ApiError::conflict_msg(
             rt,
             meta::name(current).unwrap_or_default(),
-            &format!("Precondition failed: UID in precondition: {}, UID in object meta: {cur_uid}", new_uid.unwrap_or_default()),
+            &format!(
+                "Precondition failed: UID in precondition: {}, UID in object meta: {cur_uid}",
+                new_uid.unwrap_or_default()
+            ),
         ));
     }
     let spec_changed = current.get("spec") != new.get("spec")
         || (rt.kind == "Deployment"
             && current.pointer("/metadata/annotations") != new.pointer("/metadata/annotations"));
     let m = meta::metadata_mut(new);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match cur_meta.get(f) {
             Some(v) => m.insert(f.into(), v.clone()),
             None => m.remove(f),
         };
     }
     if spec_changed && cur_meta.get("generation").is_some() {
-        let g = cur_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = cur_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         m.insert("generation".into(), json!(g + 1));
     }
     if rt.kind == "Service" {
@@ -283,7 +313,8 @@ fn keep_server_fields(rt: &ResourceType, current: &Value, new: &mut Value) -> Ap
 
 pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let ct = request::content_type(&ctx.headers);
-    let ty = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+    let ty =
+        PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
     let patch_doc = match ty {
         PatchType::Apply => request::decode_yaml(&body)?,
         _ => request::decode_json(&body)?,
@@ -306,7 +337,8 @@ pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         let mut patched = apply_patch(ty, &current, &patch_doc)?;
         // A patch that does not name a resourceVersion applies to whatever
         // is current; one that does is a precondition.
-        let pinned = meta::meta_str(&patched, "resourceVersion") != meta::meta_str(&current, "resourceVersion");
+        let pinned = meta::meta_str(&patched, "resourceVersion")
+            != meta::meta_str(&current, "resourceVersion");
         if !pinned {
             meta::set_resource_version(&mut patched, meta::resource_version(&current).unwrap_or(0));
         }
@@ -322,7 +354,8 @@ pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
 }
 
 async fn apply_create(ctx: &Ctx, doc: Value, fv: FieldValidation) -> ApiResult<Response> {
-    let mut obj = patch::apply::apply(None, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut obj =
+        patch::apply::apply(None, &doc).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if meta::name(&obj).is_none() {
         meta::set_meta(&mut obj, "name", ctx.name());
     }
@@ -349,7 +382,11 @@ pub(super) async fn bind(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         .to_string();
     let rt = ctx.target.rt;
     for _ in 0..PATCH_RETRIES {
-        let current = ctx.state.objects.get_existing(rt, ctx.ns(), ctx.name()).await?;
+        let current = ctx
+            .state
+            .objects
+            .get_existing(rt, ctx.ns(), ctx.name())
+            .await?;
         if let Some(bound) = current.pointer("/spec/nodeName").and_then(Value::as_str) {
             if !bound.is_empty() {
                 return Err(ApiError::conflict_msg(
@@ -390,11 +427,17 @@ pub async fn ensure_namespace(state: &ApiState, name: &str) -> ApiResult<()> {
 }
 
 async fn allocate_cluster_ip(state: &ApiState, obj: &mut Value) -> ApiResult<()> {
-    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     if ty == "ExternalName" {
         return Ok(());
     }
-    let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("");
+    let requested = obj
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if requested == "None" {
         obj["spec"]["clusterIPs"] = json!(["None"]);
         return Ok(());
@@ -405,15 +448,35 @@ async fn allocate_cluster_ip(state: &ApiState, obj: &mut Value) -> ApiResult<()>
     let used: std::collections::HashSet<String> = page
         .items
         .iter()
-        .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|s| {
+            s.pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     let (base, size) = state.service_range;
     let ip = if !requested.is_empty() {
         let ip: Ipv4Addr = requested.parse().map_err(|_| {
-            ApiError::invalid(svc, meta::name(obj).unwrap_or_default(), &[nuage_model::validate::FieldError::invalid("spec.clusterIP", &json!(requested), "must be a valid IP address")])
+            ApiError::invalid(
+                svc,
+                meta::name(obj).unwrap_or_default(),
+                &[nuage_model::validate::FieldError::invalid(
+                    "spec.clusterIP",
+                    &json!(requested),
+                    "must be a valid IP address",
+                )],
+            )
         })?;
         if used.contains(requested) {
-            return Err(ApiError::invalid(svc, meta::name(obj).unwrap_or_default(), &[nuage_model::validate::FieldError::invalid("spec.clusterIP", &json!(requested), "provided IP is already allocated")]));
+            return Err(ApiError::invalid(
+                svc,
+                meta::name(obj).unwrap_or_default(),
+                &[nuage_model::validate::FieldError::invalid(
+                    "spec.clusterIP",
+                    &json!(requested),
+                    "provided IP is already allocated",
+                )],
+            ));
         }
         ip
     } else {
