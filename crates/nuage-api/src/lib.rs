@@ -206,12 +206,13 @@ async fn openapi_gv(Path(gv): Path<String>) -> Response {
     }
 }
 
-/// Creates the namespaces every cluster has (`default`, `kube-system`, ...).
-pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
+/// Creates the namespaces every cluster has (`default`, `kube-system`, ...)
+/// and resumes work a previous run left unfinished.
+pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         rest::ensure_namespace(state, ns).await?;
     }
-    Ok(())
+    rest::resume_namespace_finalization(state).await
 }
 
 /// A JSON `Status` of success, for handlers that answer without an object.

@@ -16,6 +16,7 @@
 //! Owns no object semantics: values are opaque bytes. Does not know about
 //! Kubernetes kinds (nuage-model) or HTTP (nuage-api).
 
+pub mod compactor;
 pub mod etcd;
 mod open;
 pub mod sqlite;

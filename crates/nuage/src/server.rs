@@ -44,6 +44,15 @@ pub struct ServerArgs {
     /// The range cluster IPs of Services are allocated from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cidr: String,
+    /// Seconds between compactions of the store's history.
+    #[arg(long, default_value_t = 60)]
+    compact_interval: u64,
+    /// Keep at least this many of the newest revisions.
+    #[arg(long, default_value_t = 1000)]
+    compact_min_retain: i64,
+    /// Keep every revision younger than this many seconds.
+    #[arg(long, default_value_t = 300)]
+    compact_retain_for: u64,
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u32)> {
@@ -124,6 +133,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     files::write_endpoints(&dir, &api_url, &aws_url)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let compactor = tokio::spawn(nuage_store::compactor::run(
+        Arc::clone(state.objects.store()),
+        nuage_store::compactor::Retention {
+            every: Duration::from_secs(args.compact_interval.max(1)),
+            keep_for: Duration::from_secs(args.compact_retain_for),
+            keep_revisions: args.compact_min_retain.max(0),
+        },
+        stop_rx.clone(),
+    ));
     let api_task = tokio::spawn(serve::serve(
         api_listener,
         Some(tls_config),
@@ -168,7 +186,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining open requests");
     state.set_ready(false);
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(api_task, aws_task);
+    let _ = tokio::join!(api_task, aws_task, compactor);
     tracing::info!("stopped");
     Ok(())
 }

@@ -237,6 +237,22 @@ async fn delete_namespace_contents_inner(state: &Arc<ApiState>, ns: &str) -> Api
     Ok(remaining)
 }
 
+/// Finishes the deletion of namespaces left `Terminating` by a previous run.
+pub async fn resume_namespace_finalization(state: &Arc<ApiState>) -> ApiResult<()> {
+    let nsrt = registry::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let page = state.objects.list(nsrt, None, Default::default()).await?;
+    for ns in page.items.iter().filter(|n| meta::is_deleting(n)) {
+        let name = meta::name(ns).unwrap_or_default().to_string();
+        let state = Arc::clone(state);
+        tokio::spawn(async move {
+            if let Err(e) = finalize_namespace(&state, &name).await {
+                tracing::warn!(namespace = %name, error = %e.message, "namespace finalization");
+            }
+        });
+    }
+    Ok(())
+}
+
 /// The namespace controller's work for one namespace: empty it, then
 /// remove it. Retries while finalizers hold objects back.
 async fn finalize_namespace(state: &Arc<ApiState>, ns: &str) -> ApiResult<()> {

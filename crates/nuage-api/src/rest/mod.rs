@@ -19,7 +19,7 @@ use crate::request::{self, Query, Target};
 use crate::status::{ApiError, ApiResult};
 use crate::ApiState;
 
-pub use delete::delete_namespace_contents;
+pub use delete::{delete_namespace_contents, resume_namespace_finalization};
 pub use write::ensure_namespace;
 
 /// One request on a resource URL.

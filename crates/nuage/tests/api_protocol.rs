@@ -1,0 +1,274 @@
+//! The raw Kubernetes protocol, below kubectl: watch ordering from a
+//! resourceVersion, 410 after compaction, paging, selectors (issue 3).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nuage_testkit::http::ApiClient;
+use nuage_testkit::server::NuageServer;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nuage");
+
+fn server() -> &'static NuageServer {
+    static SERVER: OnceLock<NuageServer> = OnceLock::new();
+    SERVER.get_or_init(|| NuageServer::start(BIN))
+}
+
+async fn client(s: &NuageServer) -> ApiClient {
+    ApiClient::connect(&s.api, &s.dir).await.expect("connect")
+}
+
+async fn namespace(c: &mut ApiClient, name: &str) {
+    let r = c
+        .post(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+fn cm(name: &str, v: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"v": v}}, "data": {"v": v}})
+}
+
+fn rv(obj: &Value) -> i64 {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The events of a watch that ends after `timeoutSeconds`.
+fn events(body: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn watch_from_a_resource_version_delivers_exactly_the_later_events_in_order() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "order").await;
+    let base = "/api/v1/namespaces/order/configmaps";
+    let a = c.post(base, &cm("a", "1")).await.unwrap().json();
+    let from = rv(&a);
+    c.post(base, &cm("b", "1")).await.unwrap();
+    let mut a2 = a.clone();
+    a2["data"]["v"] = json!("2");
+    let r = c
+        .send(
+            "PUT",
+            &format!("{base}/a"),
+            "application/json",
+            a2.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = c
+        .send("DELETE", &format!("{base}/b"), "application/json", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let w = c
+        .get(&format!(
+            "{base}?watch=1&resourceVersion={from}&timeoutSeconds=1"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(w.status, 200);
+    let evs = events(&w.body);
+    let got: Vec<(String, String)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+            .map(|(t, n)| (t.to_string(), n.to_string()))
+    );
+    let rvs: Vec<i64> = evs.iter().map(|e| rv(&e["object"])).collect();
+    assert!(
+        rvs.windows(2).all(|w| w[0] < w[1]) && rvs[0] > from,
+        "{rvs:?}"
+    );
+
+    // Without a resourceVersion the watch starts with the current objects.
+    let w = c
+        .get(&format!("{base}?watch=1&timeoutSeconds=1"))
+        .await
+        .unwrap();
+    let evs = events(&w.body);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["type"], "ADDED");
+    assert_eq!(evs[0]["object"]["data"]["v"], "2");
+}
+
+#[tokio::test]
+async fn an_object_leaving_a_label_selection_is_deleted_for_the_watcher() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "leave").await;
+    let base = "/api/v1/namespaces/leave/configmaps";
+    let a = c.post(base, &cm("a", "1")).await.unwrap().json();
+    let patch = json!({"metadata": {"labels": {"v": "2"}}});
+    let r = c
+        .send(
+            "PATCH",
+            &format!("{base}/a"),
+            "application/merge-patch+json",
+            patch.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let w = c
+        .get(&format!(
+            "{base}?watch=1&resourceVersion={}&labelSelector=v%3D1&timeoutSeconds=1",
+            rv(&a)
+        ))
+        .await
+        .unwrap();
+    let evs = events(&w.body);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["type"], "DELETED");
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue_at_one_revision() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "pages").await;
+    let base = "/api/v1/namespaces/pages/configmaps";
+    for i in 0..25 {
+        assert_eq!(
+            c.post(base, &cm(&format!("cm-{i:02}"), "x"))
+                .await
+                .unwrap()
+                .status,
+            201
+        );
+    }
+    let mut names = Vec::new();
+    let mut url = format!("{base}?limit=10");
+    let mut list_rv = None;
+    let mut pages = 0;
+    loop {
+        let page = c.get(&url).await.unwrap().json();
+        pages += 1;
+        let this_rv = page["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            *list_rv.get_or_insert(this_rv.clone()),
+            this_rv,
+            "one revision for every page"
+        );
+        // A write between pages is not seen by the paged list.
+        if pages == 1 {
+            c.post(base, &cm("zz-late", "x")).await.unwrap();
+        }
+        for i in page["items"].as_array().unwrap() {
+            names.push(i["metadata"]["name"].as_str().unwrap().to_string());
+        }
+        match page["metadata"]["continue"].as_str() {
+            Some(cont) => url = format!("{base}?limit=10&continue={cont}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<String> = (0..25).map(|i| format!("cm-{i:02}")).collect();
+    assert_eq!(names, want);
+}
+
+#[tokio::test]
+async fn unsupported_field_selector_and_bad_continue_are_400() {
+    let s = server();
+    let mut c = client(s).await;
+    let r = c
+        .get("/api/v1/namespaces/default/configmaps?fieldSelector=spec.bogus%3Dx")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("field label not supported"));
+    let r = c
+        .get("/api/v1/namespaces/default/configmaps?limit=1&continue=garbage")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let r = c
+        .get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_compacted_resource_version_gets_410() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = NuageServer::start_in(
+        BIN,
+        dir.path(),
+        &[
+            "--no-agent",
+            "--compact-interval",
+            "1",
+            "--compact-min-retain",
+            "1",
+            "--compact-retain-for",
+            "0",
+        ],
+    );
+    let mut c = client(&s).await;
+    let base = "/api/v1/namespaces/default/configmaps";
+    let first = c.post(base, &cm("c0", "0")).await.unwrap().json();
+    for i in 1..5 {
+        c.post(base, &cm(&format!("c{i}"), "0")).await.unwrap();
+    }
+    let url = format!(
+        "{base}?watch=1&resourceVersion={}&timeoutSeconds=1",
+        rv(&first) - 1
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // The compactor runs every second: poll for its effect until the deadline.
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        poll.tick().await;
+        let r = c.get(&url).await.unwrap();
+        if r.status == 410 {
+            assert_eq!(r.json()["reason"], "Expired");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 410 after compaction"
+        );
+    }
+    let r = c
+        .get(&format!(
+            "{base}?resourceVersion={}&resourceVersionMatch=Exact",
+            rv(&first)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 410);
+}
