@@ -572,3 +572,69 @@ fn deleting_a_namespace_deletes_its_content() {
     ]);
     assert_eq!(left.trim(), "");
 }
+
+/// A pod owned by replication controller `rc` (its uid) in `ns`.
+fn owned_pod(ns: &str, rc: &str, pod: &str) {
+    let s = server();
+    let uid = s.kubectl_ok(&["get", "rc", rc, "-n", ns, "-o", "jsonpath={.metadata.uid}"]);
+    let doc = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ReplicationController\n    name: {rc}\n    uid: {uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  containers:\n  - name: c\n    image: i:1\n"
+    );
+    let out = s.kubectl_stdin(&["create", "-n", ns, "-f", "-"], &doc);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
+
+#[test]
+fn delete_cascades_by_propagation_policy() {
+    let s = server();
+    namespace("cascade");
+    s.kubectl_ok(&["create", "-n", "cascade", "-f", SEED_RC]);
+    owned_pod("cascade", "rcsise", "kept");
+    s.kubectl_ok(&[
+        "delete",
+        "rc",
+        "rcsise",
+        "-n",
+        "cascade",
+        "--cascade=orphan",
+        "--timeout=30s",
+    ]);
+    let refs = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "kept",
+        "-n",
+        "cascade",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert_eq!(refs, "", "an orphaned pod keeps no owner reference");
+
+    s.kubectl_ok(&["create", "-n", "cascade", "-f", SEED_RC]);
+    owned_pod("cascade", "rcsise", "fg");
+    s.kubectl_ok(&[
+        "delete",
+        "rc",
+        "rcsise",
+        "-n",
+        "cascade",
+        "--cascade=foreground",
+        "--timeout=30s",
+    ]);
+    let err = s.kubectl_err(&["get", "pod", "fg", "-n", "cascade"]);
+    assert!(err.contains("(NotFound)"), "{err}");
+
+    s.kubectl_ok(&["create", "-n", "cascade", "-f", SEED_RC]);
+    owned_pod("cascade", "rcsise", "bg");
+    s.kubectl_ok(&["delete", "rc", "rcsise", "-n", "cascade", "--timeout=30s"]);
+    wait_for(
+        "the background cascade to delete pod bg",
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl(&["get", "pod", "bg", "-n", "cascade"]);
+            (!out.status.success()).then_some(())
+        },
+    );
+    let left = s.kubectl_ok(&["get", "pods", "-n", "cascade", "-o", "name"]);
+    assert_eq!(left.trim(), "pod/kept");
+}

@@ -13,12 +13,22 @@ use nuage_model::meta;
 use nuage_model::registry::{self, ResourceType, RESOURCES};
 use serde_json::{json, Value};
 
+use super::gc;
 use super::read::collect;
 use super::write::now_rfc3339;
 use super::{json_response, Ctx};
 use crate::request;
 use crate::status::{ApiError, ApiResult};
 use crate::ApiState;
+
+/// Kinds whose deletion cascades to objects they own (the controllers'
+/// kinds); deleting anything else skips the search for dependents.
+const OWNER_KINDS: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "ReplicationController",
+    "Service",
+];
 
 /// What a client asked of a deletion (`DeleteOptions` and query).
 #[derive(Default)]
@@ -105,16 +115,7 @@ async fn delete_one(
         if dry_run {
             return Ok(current);
         }
-        let mut finalizers = meta::finalizers(&current);
-        match opts.propagation.as_deref() {
-            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
-                finalizers.push("orphan".into())
-            }
-            Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
-                finalizers.push("foregroundDeletion".into())
-            }
-            _ => {}
-        }
+        let finalizers = meta::finalizers(&current);
         let graceful = rt.kind == "Pod"
             && opts.grace_period != Some(0)
             && current
@@ -123,9 +124,28 @@ async fn delete_one(
                 .is_some_and(|n| !n.is_empty());
         let is_namespace = rt.kind == "Namespace";
         if finalizers.is_empty() && !graceful && !is_namespace {
+            let cascade = ns.filter(|_| OWNER_KINDS.contains(&rt.kind));
+            let uid = meta::meta_str(&current, "uid")
+                .unwrap_or_default()
+                .to_string();
+            if let Some(ns) = cascade {
+                match opts.propagation.as_deref() {
+                    Some("Orphan") => gc::orphan(state, ns, &uid).await?,
+                    Some("Foreground") => gc::delete_dependents(state, ns, &uid, 0).await?,
+                    _ => {}
+                }
+            }
             match state.objects.delete(rt, ns, name, Some(rv)).await {
                 Err(e) if e.reason == "Conflict" => continue,
-                other => return other,
+                Ok(gone) => {
+                    if let (Some(ns), None | Some("Background")) =
+                        (cascade, opts.propagation.as_deref())
+                    {
+                        gc::spawn_background(state, ns.to_string(), uid);
+                    }
+                    return Ok(gone);
+                }
+                Err(e) => return Err(e),
             }
         }
         if meta::is_deleting(&current) && meta::finalizers(&current) == finalizers {

@@ -3,6 +3,7 @@
 
 mod admit;
 mod delete;
+mod gc;
 mod read;
 mod scale;
 mod watch;
