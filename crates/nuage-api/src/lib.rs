@@ -214,8 +214,3 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
     }
     rest::resume_namespace_finalization(state).await
 }
-
-/// A JSON `Status` of success, for handlers that answer without an object.
-pub fn ok_status() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200})
-}

@@ -262,14 +262,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-
-/// A `Status` of success (for deletes answered without an object).
-pub fn success_status(rt: &ResourceType, name: &str, uid: Option<&str>) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": uid},
-    })
-}

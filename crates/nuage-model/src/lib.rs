@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod defaults;
+pub mod duplicates;
 pub mod hpa;
 pub mod meta;
 pub mod patch;

@@ -523,6 +523,25 @@ fn bad_manifests_are_rejected_with_the_field_and_store_nothing() {
     let err = raw("big.json", big.as_bytes());
     assert!(err.contains("larger than"), "{err}");
 
+    let f = dir.path().join("dup.json");
+    std::fs::write(
+        &f,
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d1","name":"d2"}}"#,
+    )
+    .unwrap();
+    let (_, err) = text(&s.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/bad/configmaps?fieldValidation=Strict",
+        "-f",
+        f.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains(r#"duplicate field \"metadata.name\""#)
+            || err.contains(r#"duplicate field "metadata.name""#),
+        "{err}"
+    );
+
     let pods = s.kubectl_ok(&["get", "pods", "-n", "bad", "-o", "name"]);
     assert_eq!(
         pods.trim(),

@@ -9,13 +9,24 @@ use serde_json::Value;
 use crate::request::FieldValidation;
 use crate::status::{ApiError, ApiResult};
 
+/// The body as sent, when it matters to admission: duplicate keys are only
+/// visible in the raw JSON.
+pub fn duplicates_in(headers: &axum::http::HeaderMap, body: &[u8]) -> Vec<String> {
+    match crate::request::content_type(headers).as_str() {
+        "application/json" | "" => nuage_model::duplicates::duplicate_fields(body),
+        _ => Vec::new(),
+    }
+}
+
 /// Checks `obj` as a write to `rt` in namespace `ns`, fills defaults, and
-/// returns the warnings to send. Nothing is stored here.
+/// returns the warnings to send. `duplicates` are the paths of keys the raw
+/// body held twice. Nothing is stored here.
 pub fn admit(
     rt: &ResourceType,
     obj: &mut Value,
     ns: Option<&str>,
     fv: FieldValidation,
+    duplicates: &[String],
 ) -> ApiResult<Vec<String>> {
     check_type_meta(rt, obj)?;
     if rt.namespaced {
@@ -57,11 +68,16 @@ pub fn admit(
         None => {}
     }
     let mut warnings = Vec::new();
-    if !checked.unknown_fields.is_empty() {
-        let list: Vec<String> = checked
-            .unknown_fields
+    if !checked.unknown_fields.is_empty() || !duplicates.is_empty() {
+        let list: Vec<String> = duplicates
             .iter()
-            .map(|f| format!("unknown field {f:?}"))
+            .map(|f| format!("json: duplicate field {f:?}"))
+            .chain(
+                checked
+                    .unknown_fields
+                    .iter()
+                    .map(|f| format!("unknown field {f:?}")),
+            )
             .collect();
         match fv {
             FieldValidation::Strict => {

@@ -225,7 +225,7 @@ pub(super) async fn delete_collection(ctx: Ctx, body: bytes::Bytes) -> ApiResult
 ///
 /// Boxed: deleting a namespace spawns this, and this deletes objects, so the
 /// future type would otherwise be defined in terms of itself.
-pub fn delete_namespace_contents<'a>(
+fn delete_namespace_contents<'a>(
     state: &'a Arc<ApiState>,
     ns: &'a str,
 ) -> futures::future::BoxFuture<'a, ApiResult<usize>> {

@@ -15,12 +15,13 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::request::{self, Query, Target};
 use crate::status::{ApiError, ApiResult};
 use crate::ApiState;
 
-pub use delete::{delete_namespace_contents, resume_namespace_finalization};
+pub use delete::resume_namespace_finalization;
 pub use write::ensure_namespace;
 
 /// One request on a resource URL.
@@ -70,13 +71,27 @@ pub async fn dispatch(
 ) -> Response {
     let result = async {
         let target = request::parse_target(path.group, path.version, path.segments)?;
+        let query = Query::parse(raw_query);
+        let span = tracing::info_span!(
+            "request",
+            verb = request::verb(&method, &target, &query),
+            resource = target.rt.plural,
+            namespace = target.namespace.as_deref().unwrap_or(""),
+            name = target.name.as_deref().unwrap_or(""),
+        );
         let ctx = Ctx {
             state,
             target,
-            query: Query::parse(raw_query),
+            query,
             headers,
         };
-        route(ctx, method, body).await
+        let resp = route(ctx, method, body).instrument(span.clone()).await;
+        let code = match &resp {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.code,
+        };
+        span.in_scope(|| tracing::debug!(code, "answered"));
+        resp
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -14,7 +14,7 @@ use nuage_model::patch::{self, PatchType};
 use nuage_model::registry::{self, ResourceType};
 use serde_json::{json, Value};
 
-use super::admit::{admit, validate};
+use super::admit::{admit, duplicates_in, validate};
 use super::{json_response, Ctx};
 use crate::request::{self, FieldValidation};
 use crate::status::{ApiError, ApiResult};
@@ -27,7 +27,8 @@ const PATCH_RETRIES: usize = 8;
 pub(super) async fn create(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let mut obj = request::decode_body(&ctx.headers, &body)?;
     let fv = FieldValidation::from_query(&ctx.query)?;
-    let warnings = admit(ctx.target.rt, &mut obj, ctx.ns(), fv)?;
+    let dups = duplicates_in(&ctx.headers, &body);
+    let warnings = admit(ctx.target.rt, &mut obj, ctx.ns(), fv, &dups)?;
     let created = create_object(&ctx.state, ctx.target.rt, obj, ctx.dry_run()).await?;
     Ok(json_response(StatusCode::CREATED, &created, &warnings))
 }
@@ -138,7 +139,8 @@ pub(super) async fn update(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> 
     let mut obj = request::decode_body(&ctx.headers, &body)?;
     let fv = FieldValidation::from_query(&ctx.query)?;
     let rt = ctx.target.rt;
-    let warnings = admit(rt, &mut obj, ctx.ns(), fv)?;
+    let dups = duplicates_in(&ctx.headers, &body);
+    let warnings = admit(rt, &mut obj, ctx.ns(), fv, &dups)?;
     check_name(&ctx, &obj)?;
     let current = ctx
         .state
@@ -152,12 +154,9 @@ pub(super) async fn update(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> 
 pub(super) async fn update_status(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
     let mut obj = request::decode_body(&ctx.headers, &body)?;
     let rt = ctx.target.rt;
-    let warnings = admit(
-        rt,
-        &mut obj,
-        ctx.ns(),
-        FieldValidation::from_query(&ctx.query)?,
-    )?;
+    let fv = FieldValidation::from_query(&ctx.query)?;
+    let dups = duplicates_in(&ctx.headers, &body);
+    let warnings = admit(rt, &mut obj, ctx.ns(), fv, &dups)?;
     check_name(&ctx, &obj)?;
     let current = ctx
         .state
@@ -342,7 +341,7 @@ pub(super) async fn patch(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         if !pinned {
             meta::set_resource_version(&mut patched, meta::resource_version(&current).unwrap_or(0));
         }
-        let warnings = admit(rt, &mut patched, ctx.ns(), fv)?;
+        let warnings = admit(rt, &mut patched, ctx.ns(), fv, &[])?;
         check_name(&ctx, &patched)?;
         match replace(&ctx.state, rt, &current, patched, part, ctx.dry_run()).await {
             Ok((code, out)) => return Ok(json_response(code, &out, &warnings)),
@@ -360,7 +359,7 @@ async fn apply_create(ctx: &Ctx, doc: Value, fv: FieldValidation) -> ApiResult<R
         meta::set_meta(&mut obj, "name", ctx.name());
     }
     check_name(ctx, &obj)?;
-    let warnings = admit(ctx.target.rt, &mut obj, ctx.ns(), fv)?;
+    let warnings = admit(ctx.target.rt, &mut obj, ctx.ns(), fv, &[])?;
     let created = create_object(&ctx.state, ctx.target.rt, obj, ctx.dry_run()).await?;
     Ok(json_response(StatusCode::CREATED, &created, &warnings))
 }
