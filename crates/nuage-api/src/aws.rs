@@ -25,18 +25,42 @@ async fn not_available(headers: HeaderMap) -> Response {
     let json = headers.contains_key("x-amz-target");
     let Some(service) = service_of(&headers) else {
         return error(
-            json,
+            Protocol::pick(json, ""),
             StatusCode::FORBIDDEN,
             "MissingAuthenticationToken",
             "Request is missing Authentication Token",
         );
     };
     error(
-        json,
+        Protocol::pick(json, &service),
         StatusCode::NOT_IMPLEMENTED,
         "NotImplemented",
         &format!("the {service} service is not available in nuage yet"),
     )
+}
+
+/// How a service's SDK expects errors.
+#[derive(Clone, Copy)]
+enum Protocol {
+    /// JSON 1.0/1.1 (`X-Amz-Target`): `{"__type": ..., "message": ...}`.
+    Json,
+    /// REST-XML (S3): `<Error><Code>...`.
+    RestXml,
+    /// EC2 query: `<Response><Errors><Error>...`.
+    Ec2,
+    /// Query (IAM, STS, SNS, ...): `<ErrorResponse><Error>...`.
+    Query,
+}
+
+impl Protocol {
+    fn pick(json: bool, service: &str) -> Self {
+        match service {
+            _ if json => Protocol::Json,
+            "s3" => Protocol::RestXml,
+            "ec2" => Protocol::Ec2,
+            _ => Protocol::Query,
+        }
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -46,22 +70,29 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn error(json: bool, code: StatusCode, aws_code: &str, message: &str) -> Response {
+fn error(protocol: Protocol, code: StatusCode, aws_code: &str, message: &str) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (body, ct) = if json {
+    let (c, m) = (escape(aws_code), escape(message));
+    let xml = |inner: String| {
         (
-            serde_json::json!({"__type": aws_code, "message": message}).to_string(),
-            "application/x-amz-json-1.0",
-        )
-    } else {
-        (
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-                escape(aws_code),
-                escape(message)
-            ),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{inner}"),
             "text/xml",
         )
+    };
+    let (body, ct) = match protocol {
+        Protocol::Json => (
+            serde_json::json!({"__type": aws_code, "message": message}).to_string(),
+            "application/x-amz-json-1.0",
+        ),
+        Protocol::RestXml => xml(format!(
+            "<Error><Code>{c}</Code><Message>{m}</Message><RequestId>{request_id}</RequestId></Error>"
+        )),
+        Protocol::Ec2 => xml(format!(
+            "<Response><Errors><Error><Code>{c}</Code><Message>{m}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        )),
+        Protocol::Query => xml(format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{c}</Code><Message>{m}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )),
     };
     let mut r = (code, body).into_response();
     r.headers_mut()

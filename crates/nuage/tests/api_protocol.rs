@@ -272,3 +272,144 @@ async fn a_compacted_resource_version_gets_410() {
         .unwrap();
     assert_eq!(r.status, 410);
 }
+
+#[tokio::test]
+async fn status_and_main_resource_writes_change_only_their_part() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "status").await;
+    let base = "/api/v1/namespaces/status/replicationcontrollers";
+    let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "r"},
+        "spec": {"replicas": 1, "selector": {"app": "r"}, "template": {"metadata": {"labels": {"app": "r"}},
+        "spec": {"containers": [{"name": "c", "image": "i:1"}]}}},
+        "status": {"replicas": 7}});
+    let created = c.post(base, &rc).await.unwrap().json();
+    assert_eq!(
+        created["status"]["replicas"], 0,
+        "status cannot be set on create"
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    let status = json!({"status": {"replicas": 1, "readyReplicas": 1, "observedGeneration": 1}, "spec": {"replicas": 9}});
+    let r = c
+        .send(
+            "PATCH",
+            &format!("{base}/r/status"),
+            "application/merge-patch+json",
+            status.to_string(),
+        )
+        .await
+        .unwrap();
+    let after = r.json();
+    assert_eq!(after["status"]["readyReplicas"], 1);
+    assert_eq!(
+        after["spec"]["replicas"], 1,
+        "a status write keeps the spec"
+    );
+    assert_eq!(
+        after["metadata"]["generation"], 1,
+        "a status write keeps the generation"
+    );
+
+    let main = json!({"spec": {"replicas": 2}, "status": {"replicas": 5}});
+    let after = c
+        .send(
+            "PATCH",
+            &format!("{base}/r"),
+            "application/merge-patch+json",
+            main.to_string(),
+        )
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(after["spec"]["replicas"], 2);
+    assert_eq!(
+        after["status"]["replicas"], 1,
+        "a main write keeps the status"
+    );
+    assert_eq!(
+        after["metadata"]["generation"], 2,
+        "a spec change moves the generation"
+    );
+
+    let labels = json!({"metadata": {"labels": {"x": "y"}}});
+    let after = c
+        .send(
+            "PATCH",
+            &format!("{base}/r"),
+            "application/merge-patch+json",
+            labels.to_string(),
+        )
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        after["metadata"]["generation"], 2,
+        "a metadata change keeps the generation"
+    );
+
+    let scale = c.get(&format!("{base}/r/scale")).await.unwrap().json();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(scale["status"]["selector"], "app=r");
+}
+
+#[tokio::test]
+async fn generate_name_yaml_bodies_and_deletecollection() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "misc").await;
+    let base = "/api/v1/namespaces/misc/configmaps";
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let r = c
+            .post(base, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-", "labels": {"g": "1"}}}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201);
+        let name = r.json()["metadata"]["name"].as_str().unwrap().to_string();
+        assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+        names.insert(name);
+    }
+    assert_eq!(names.len(), 3);
+
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n";
+    let r = c
+        .send("POST", base, "application/yaml", yaml)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["data"]["k"], "v");
+
+    let r = c
+        .send(
+            "DELETE",
+            &format!("{base}?labelSelector=g%3D1"),
+            "application/json",
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 3);
+    let left = c.get(base).await.unwrap().json();
+    let left: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["from-yaml"]);
+}
+
+#[tokio::test]
+async fn writes_to_missing_or_terminating_namespaces_are_refused() {
+    let s = server();
+    let mut c = client(s).await;
+    let r = c
+        .post("/api/v1/namespaces/nowhere/configmaps", &cm("x", "1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "namespaces \"nowhere\" not found");
+}
