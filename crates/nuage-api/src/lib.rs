@@ -47,8 +47,10 @@ pub struct ApiState {
     pub service_range: (Ipv4Addr, u32),
     /// Serializes cluster IP allocation.
     pub ip_alloc: tokio::sync::Mutex<()>,
-    /// The address clients reach the API at (`https://host:port`).
+    /// The address clients reach the API at (`host:port`).
     pub advertise: String,
+    /// Flipped to true at shutdown: open watches end so the drain is quick.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiState {

@@ -122,6 +122,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_range,
         ip_alloc: tokio::sync::Mutex::new(()),
         advertise: api_addr.to_string(),
+        stopping: watch::channel(false).0,
     });
     nuage_api::bootstrap(&state)
         .await
@@ -186,6 +187,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining open requests");
     state.set_ready(false);
     let _ = stop_tx.send(true);
+    state.stopping.send_replace(true);
     let _ = tokio::join!(api_task, aws_task, compactor);
     tracing::info!("stopped");
     Ok(())

@@ -24,6 +24,24 @@ use crate::ApiState;
 pub use delete::resume_namespace_finalization;
 pub use write::ensure_namespace;
 
+/// Runs everything a create does before storing: body decoding (by
+/// `Content-Type`), duplicate keys, type and unknown-field checks, defaults
+/// and validation. Returns the admitted object and its warnings. Used by the
+/// fuzz targets: no input may make it panic.
+pub fn check_write(
+    rt: &'static nuage_model::registry::ResourceType,
+    headers: &HeaderMap,
+    body: &[u8],
+    fv: request::FieldValidation,
+) -> ApiResult<(Value, Vec<String>)> {
+    let mut obj = request::decode_body(headers, body)?;
+    let dups = admit::duplicates_in(headers, body);
+    let ns = rt.namespaced.then_some("default");
+    let warnings = admit::admit(rt, &mut obj, ns, fv, &dups)?;
+    admit::validate(rt, &obj)?;
+    Ok((obj, warnings))
+}
+
 /// One request on a resource URL.
 pub struct Ctx {
     /// Shared server state.

@@ -97,6 +97,7 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         Err(e) => return Err(ApiError::from_store(e, rt, "")),
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let mut stopping = ctx.state.stopping.subscribe();
     tokio::spawn(async move {
         for line in initial {
             if tx.send(Ok(line)).await.is_err() {
@@ -112,6 +113,7 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
             tokio::select! {
                 () = &mut deadline => return,
                 () = tx.closed() => return,
+                _ = stopping.changed() => return,
                 _ = bookmark.tick(), if w.bookmarks => {
                     let obj = json!({"kind": w.rt.kind, "apiVersion": w.rt.api_version(),
                         "metadata": {"resourceVersion": last.to_string()}});
