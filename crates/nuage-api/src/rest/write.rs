@@ -454,28 +454,27 @@ async fn allocate_cluster_ip(state: &ApiState, obj: &mut Value) -> ApiResult<()>
         })
         .collect();
     let (base, size) = state.service_range;
+    let bad_ip = |detail: &str| {
+        ApiError::invalid(
+            svc,
+            meta::name(obj).unwrap_or_default(),
+            &[nuage_model::validate::FieldError::invalid(
+                "spec.clusterIP",
+                &json!(requested),
+                detail,
+            )],
+        )
+    };
     let ip = if !requested.is_empty() {
-        let ip: Ipv4Addr = requested.parse().map_err(|_| {
-            ApiError::invalid(
-                svc,
-                meta::name(obj).unwrap_or_default(),
-                &[nuage_model::validate::FieldError::invalid(
-                    "spec.clusterIP",
-                    &json!(requested),
-                    "must be a valid IP address",
-                )],
-            )
-        })?;
+        let ip: Ipv4Addr = requested
+            .parse()
+            .map_err(|_| bad_ip("must be a valid IP address"))?;
+        let offset = u32::from(ip).wrapping_sub(u32::from(base));
+        if offset == 0 || offset >= size {
+            return Err(bad_ip("provided IP is not in the valid range"));
+        }
         if used.contains(requested) {
-            return Err(ApiError::invalid(
-                svc,
-                meta::name(obj).unwrap_or_default(),
-                &[nuage_model::validate::FieldError::invalid(
-                    "spec.clusterIP",
-                    &json!(requested),
-                    "provided IP is already allocated",
-                )],
-            ));
+            return Err(bad_ip("provided IP is already allocated"));
         }
         ip
     } else {
