@@ -318,7 +318,8 @@ impl LabelSelector {
 }
 
 /// The canonical string form (requirements sorted by key, `in` values
-/// sorted), as Kubernetes puts it in Scale `status.selector`.
+/// sorted), as Kubernetes puts it in Scale `status.selector`. Like
+/// Kubernetes, the selector that matches nothing prints as "".
 impl fmt::Display for LabelSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, r) in self.requirements.iter().enumerate() {
