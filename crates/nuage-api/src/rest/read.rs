@@ -79,12 +79,18 @@ impl Filter {
             }
         }
         if let Some(f) = &self.fields {
-            if !f.matches(|path| field_value(obj, path)) {
+            if !f.matches(|path| field_value(obj, path).or_else(|| field_default(path))) {
                 return false;
             }
         }
         true
     }
+}
+
+/// What Kubernetes reads for a selectable field the object leaves out: its
+/// defaulted value rather than "".
+fn field_default(path: &str) -> Option<String> {
+    (path == "spec.unschedulable").then(|| "false".to_string())
 }
 
 /// Where a paged list resumes: the revision it reads at and the last key.
