@@ -30,7 +30,8 @@
 #   PODS=10000      pods (and etcd keys) stored for figures 2 and 4
 #   WATCHERS=1000   watchers for figure 3
 #   WRITES=50       measured writes for figure 3 (after 3 warm-up writes)
-#   ETCD_WATCH_CONNS=10  gRPC connections the etcd watchers share
+#   ETCD_WATCH_CONNS="10 1000"  gRPC connections the etcd watchers share, one
+#                   case each (nuage's watchers always have one HTTPS connection each)
 #   START_RUNS=10   starts per start-up case
 #   NUAGE_STORE=sqlite   or etcd: nuage keeps its state in an etcd of its own
 #   FIGURES="create getlist watch startup"   which parts to run
@@ -51,7 +52,7 @@ THREADS=${THREADS:-1}
 PODS=${PODS:-10000}
 WATCHERS=${WATCHERS:-1000}
 WRITES=${WRITES:-50}
-ETCD_WATCH_CONNS=${ETCD_WATCH_CONNS:-10}
+ETCD_WATCH_CONNS=${ETCD_WATCH_CONNS:-10 1000}
 START_RUNS=${START_RUNS:-10}
 NUAGE_STORE=${NUAGE_STORE:-sqlite}
 FIGURES=${FIGURES:-create getlist watch startup}
@@ -121,7 +122,7 @@ PYEOF
 ) "
 }
 
-# etcd exactly as etcd.sh starts it. Sets ETCD_PID, ETCD_URL.
+# etcd's flags, as etcd.sh starts it.
 etcd_args() { # dir client_port peer_port
   echo --name bench --data-dir "$1" \
     --listen-client-urls "http://127.0.0.1:$2" --advertise-client-urls "http://127.0.0.1:$2" \
@@ -129,6 +130,7 @@ etcd_args() { # dir client_port peer_port
     --initial-cluster "bench=http://127.0.0.1:$3" --initial-cluster-state new \
     --logger zap --log-outputs "$1.log" --log-level warn
 }
+# A fresh etcd. Sets ETCD_PID, ETCD_URL.
 start_etcd() { # dir
   local cp pp i
   cp=$(free_port); pp=$(free_port)
@@ -143,7 +145,7 @@ start_etcd() { # dir
   echo "etcd did not become healthy"; tail -20 "$1.log" "$1.stderr"; exit 1
 }
 
-# A fresh nuage server. Sets NUAGE_PID, NUAGE_DIR, API (https://...), TOKEN.
+# A fresh nuage server. Sets NUAGE_PID, NUAGE_DIR, NUAGE_LOG, API (https://...), TOKEN.
 start_nuage() { # dir
   local store=sqlite i
   NUAGE_DIR=$1
@@ -154,6 +156,7 @@ start_nuage() { # dir
   mkdir -p "$NUAGE_DIR"
   "$NUAGE" server --data-dir "$NUAGE_DIR" --listen 127.0.0.1:0 --aws-listen 127.0.0.1:0 \
     --no-agent --store "$store" >"$NUAGE_DIR.log" 2>&1 &
+  NUAGE_LOG=$NUAGE_DIR.log
   NUAGE_PID=$!; PIDS+=("$NUAGE_PID")
   for i in $(seq 1 300); do
     if [ -s "$NUAGE_DIR/endpoints.json" ]; then
@@ -183,7 +186,7 @@ record_bench() { # run system
 }
 
 # --- wrk ---------------------------------------------------------------------
-# wrk --latency -> "rps p50_ms p99_ms bad"
+# wrk --latency -> "rps p50_ms p99_ms bad total"
 parse_wrk() {
   awk '
     function ms(v) {
@@ -195,23 +198,29 @@ parse_wrk() {
     /^ +50%/ { p50 = ms($2) }
     /^ +99%/ { p99 = ms($2) }
     /^Requests\/sec:/ { rps = $2 }
-    /^bad / { bad++ }
-    /Non-2xx or 3xx responses:/ { bad += $NF }
-    /Socket errors:/ { bad++ }
+    /^bad / { lua++ }
+    /Non-2xx or 3xx responses:/ { status = $NF }
+    /Socket errors:/ { sock++ }
     / requests in / { total = $1 }
-    END { printf "%s %s %s %d %d\n", rps, p50, p99, bad, total }'
+    END { printf "%s %s %s %d %d\n", rps, p50, p99, (lua > status ? lua : status) + sock, total }'
 }
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime
 # run name conns duration lua url server-pid -> records name_ops, _p50, _p99,
 # and the server's CPU time per request (_cpu: user + system, in ms)
 wrk_case() {
-  local out rps p50 p99 bad total c0 c1
+  local rps p50 p99 bad total c0 c1
   c0=$(cpu_ticks "$7")
-  out=$(timeout 120 wrk -t"$THREADS" -c"$3" -d"$4" --timeout 30s --latency -s "$5" "$6" | parse_wrk)
+  timeout 120 wrk -t"$THREADS" -c"$3" -d"$4" --timeout 30s --latency -s "$5" "$6" > "$WORK/wrk.out"
   c1=$(cpu_ticks "$7")
-  read -r rps p50 p99 bad total <<<"$out"
-  [ "$bad" = 0 ] || echo "WARN run $1 $2: $bad bad responses or socket errors" >&2
+  read -r rps p50 p99 bad total < <(parse_wrk < "$WORK/wrk.out")
+  if [ "$bad" != 0 ]; then
+    echo "WARN run $1 $2: $bad bad responses or socket errors:" >&2
+    grep -E '^bad |Non-2xx|Socket errors' "$WORK/wrk.out" | sort | uniq -c | head -5 >&2
+    case $2 in nuage.*)
+      grep -E 'ERROR|WARN' "$NUAGE_LOG" | grep -v 'Illegal SNI' | tail -5 >&2 || true ;;
+    esac
+  fi
   record "$1" "$2_ops" "$rps" ops/s
   record "$1" "$2_p50" "$p50" ms
   record "$1" "$2_p99" "$p99" ms
@@ -277,7 +286,7 @@ EOF
 
 NUAGE_VERSION="$("$NUAGE" --version 2>/dev/null || echo nuage) (HEAD $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), binary sha256 $NUAGE_SHA)"
 echo "# $(date -u +%FT%TZ) $(uname -r) nproc=$(nproc) | $NUAGE_VERSION store=$NUAGE_STORE | etcd $(etcd --version 2>/dev/null | head -1 | awk '{print $3}') | $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "# RUNS=$RUNS DURATION=$DURATION LAT_DURATION=$LAT_DURATION CONC=$CONC THREADS=$THREADS PODS=$PODS WATCHERS=$WATCHERS WRITES=$WRITES START_RUNS=$START_RUNS"
+echo "# RUNS=$RUNS DURATION=$DURATION LAT_DURATION=$LAT_DURATION CONC=$CONC THREADS=$THREADS PODS=$PODS WATCHERS=$WATCHERS WRITES=$WRITES ETCD_WATCH_CONNS=\"$ETCD_WATCH_CONNS\" START_RUNS=$START_RUNS MIN_IDLE=${MIN_IDLE:-85} WAIT_IDLE_S=${WAIT_IDLE_S:-30}"
 has() { case " $FIGURES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # --- 1. create throughput ----------------------------------------------------
@@ -319,27 +328,35 @@ if has getlist; then
   POD_BYTES=$(awk '$1 == "pod_bytes" {printf "%d", $2}' "$D/load.out")
   "$BENCH" etcd-load --endpoint "$E_URL" --prefix /registry/pods/default/p- --n "$PODS" \
     --value-size "$POD_BYTES" --conc "$CONC" | record_bench 1 etcd
+  sleep 1
+  record 1 nuage.rss_after_load "$(rss_kib "$NUAGE_PID")" KiB
+  record 1 etcd.rss_after_load "$(rss_kib "$E_PID")" KiB
   # One full list each, checked, then the memory figure.
-  n=$(curl -sf --cacert "$NUAGE_DIR/ca.crt" -H "Authorization: Bearer $TOKEN" \
-      "$API/api/v1/namespaces/default/pods" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+  count='import json,sys; b=sys.stdin.buffer.read(); print(len(json.loads(b)[sys.argv[1]]), len(b))'
+  read -r n bytes < <(curl -sf --cacert "$NUAGE_DIR/ca.crt" -H "Authorization: Bearer $TOKEN" \
+      "$API/api/v1/namespaces/default/pods" | python3 -c "$count" items)
   [ "$n" = "$PODS" ] || { echo "nuage list returned $n pods, not $PODS"; exit 1; }
+  record 1 nuage.list_bytes "$bytes" B
   PREFIX_B64=$(b64 /registry/pods/default/); END_B64=$(b64 /registry/pods/default0)
   ONE_B64=$(b64 "/registry/pods/default/p-$((PODS / 2))")
-  n=$(curl -sf -X POST -d "{\"key\":\"$PREFIX_B64\",\"range_end\":\"$END_B64\"}" "$E_URL/v3/kv/range" \
-      | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["kvs"]))')
+  read -r n bytes < <(curl -sf -X POST -d "{\"key\":\"$PREFIX_B64\",\"range_end\":\"$END_B64\"}" \
+      "$E_URL/v3/kv/range" | python3 -c "$count" kvs)
   [ "$n" = "$PODS" ] || { echo "etcd range returned $n keys, not $PODS"; exit 1; }
+  record 1 etcd.list_bytes "$bytes" B
   sleep 1
   record 1 nuage.rss_loaded "$(rss_kib "$NUAGE_PID")" KiB
   record 1 etcd.rss_loaded "$(rss_kib "$E_PID")" KiB
-  record 1 nuage.store_file "$(du -sk "$NUAGE_DIR" | awk '{print $1}')" KiB
-  record 1 etcd.store_file "$(du -sk "$D/etcd" | awk '{print $1}')" KiB
+  record 1 nuage.data_dir_du "$(du -sk "$NUAGE_DIR" | awk '{print $1}')" KiB
+  record 1 etcd.data_dir_du "$(du -sk "$D/etcd" | awk '{print $1}')" KiB
 
   get_lua "$TOKEN" > "$D/get.lua"
   range_lua "{\"key\":\"$ONE_B64\"}" > "$D/range1.lua"
+  range_lua "{\"key\":\"$ONE_B64\",\"serializable\":true}" > "$D/range1s.lua"
   range_lua "{\"key\":\"$PREFIX_B64\",\"range_end\":\"$END_B64\"}" > "$D/rangeall.lua"
   wait_idle
   wrk_case 1 nuage.get 1 "$LAT_DURATION" "$D/get.lua" "$API/api/v1/namespaces/default/pods/p-$((PODS / 2))" "$NUAGE_PID"
   wrk_case 1 etcd.get 1 "$LAT_DURATION" "$D/range1.lua" "$E_URL/v3/kv/range" "$E_PID"
+  wrk_case 1 etcd.get_serializable 1 "$LAT_DURATION" "$D/range1s.lua" "$E_URL/v3/kv/range" "$E_PID"
   wrk_case 1 nuage.list 1 "$LAT_DURATION" "$D/get.lua" "$API/api/v1/namespaces/default/pods" "$NUAGE_PID"
   wrk_case 1 etcd.list 1 "$LAT_DURATION" "$D/rangeall.lua" "$E_URL/v3/kv/range" "$E_PID"
   "$BENCH" etcd-range --endpoint "$E_URL" --key /registry/pods/default/ --prefix --n 50 \
@@ -361,12 +378,14 @@ if has watch; then
   start_nuage "$D/nuage"
   wait_idle
   timeout 300 "$BENCH" watch-nuage --api "$API" --dir "$NUAGE_DIR" --watchers "$WATCHERS" \
-    --writes "$WRITES" | record_bench 1 nuage
+    --writes "$WRITES" --server-pid "$NUAGE_PID" | record_bench 1 nuage
   record 1 nuage.rss_after_watch "$(rss_kib "$NUAGE_PID")" KiB
-  wait_idle
-  timeout 300 "$BENCH" watch-etcd --endpoint "$E_URL" --watchers "$WATCHERS" --writes "$WRITES" \
-    --conns "$ETCD_WATCH_CONNS" | record_bench 1 etcd
-  record 1 etcd.rss_after_watch "$(rss_kib "$E_PID")" KiB
+  for n in $ETCD_WATCH_CONNS; do
+    wait_idle
+    timeout 300 "$BENCH" watch-etcd --endpoint "$E_URL" --watchers "$WATCHERS" --writes "$WRITES" \
+      --conns "$n" --server-pid "$E_PID" | record_bench 1 "etcd.conns$n"
+    record 1 "etcd.conns$n.rss_after_watch" "$(rss_kib "$E_PID")" KiB
+  done
   stop_all
   rm -rf "$D"
 fi
@@ -398,14 +417,14 @@ fi
 
 # --- summary -----------------------------------------------------------------
 echo "# cpu idle % seen before each part: ${IDLES% }"
-python3 - "$RESULTS" "$CONC" <<'EOF'
+python3 - "$RESULTS" "$CONC" "$PODS" <<'EOF'
 import statistics, sys
 from collections import OrderedDict
 rows = OrderedDict()
 for line in open(sys.argv[1]):
     run, name, value, unit = line.split()
     rows.setdefault(name, (unit, []))[1].append(float(value))
-conc = sys.argv[2]
+conc, pods = sys.argv[2], sys.argv[3]
 med = {}
 for name, (unit, vals) in rows.items():
     m = statistics.median(vals)
@@ -430,11 +449,16 @@ r1 = ratio("nuage.create_c1_ops", "etcd.create_c1_ops")
 if r1 is not None:
     print(f"RESULT ratio.create_c1_nuage_over_etcd {r1:.3g} x")
 if "nuage.list_p50" in med:
-    target("list", med["nuage.list_p99"] < 150, f"nuage list p50 {med['nuage.list_p50']:.1f} ms, p99 {med['nuage.list_p99']:.1f} ms (want < 150 ms)")
+    for p in ("p50", "p99"):
+        v = med[f"nuage.list_{p}"]
+        target(f"list_{p}", v < 150, f"nuage list of {pods} pods {p} {v:.1f} ms (want < 150 ms)")
 if "nuage.watch_fanout_p99" in med:
     target("watch_fanout", med["nuage.watch_fanout_p99"] < 50, f"nuage p99 {med['nuage.watch_fanout_p99']:.1f} ms (want < 50 ms)")
 if "nuage.rss_idle" in med:
     target("rss_idle", med["nuage.rss_idle"] / 1024 < 20, f"nuage {med['nuage.rss_idle'] / 1024:.1f} MiB (want < 20 MiB)")
-if "nuage.startup_existing_p50" in med:
-    target("startup", med["nuage.startup_existing_p50"] < 50, f"nuage existing dir p50 {med['nuage.startup_existing_p50']:.1f} ms (want < 50 ms); first start p50 {med['nuage.startup_first_p50']:.1f} ms")
+for case in ("existing", "first"):
+    for p in ("p50", "p99"):
+        k = f"nuage.startup_{case}_{p}"
+        if k in med:
+            target(f"startup_{case}_{p}", med[k] < 50, f"nuage start to /readyz 200, {'existing' if case == 'existing' else 'fresh'} data dir, {p} {med[k]:.1f} ms (want < 50 ms{'' if case == 'existing' else '; first start: reported only'})")
 EOF

@@ -28,10 +28,10 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: nuage-bench <command> [--flag value]...
   load-pods   --api URL --dir DIR [--n 10000] [--conc 32] [--ns default]
   etcd-load   --endpoint URL --prefix P [--n 10000] [--value-size 600] [--conc 32]
-  etcd-range  --endpoint URL --key K [--prefix] [--n 50] [--max-secs 30]
-  watch-nuage --api URL --dir DIR [--watchers 1000] [--writes 50] [--warmup 3]
-  watch-etcd  --endpoint URL [--watchers 1000] [--writes 50] [--warmup 3] [--conns 10]
-  startup     --url URL [--runs 10] [--wipe DIR] [--timeout-ms 10000] -- CMD ARGS...";
+  etcd-range  --endpoint URL --key K [--prefix] [--n 50] [--max-secs 30] [--name grpc_range]
+  watch-nuage --api URL --dir DIR [--watchers 1000] [--writes 50] [--warmup 3] [--server-pid PID]
+  watch-etcd  --endpoint URL [--watchers 1000] [--writes 50] [--warmup 3] [--conns 10] [--server-pid PID]
+  startup     --url URL [--runs 10] [--wipe DIR] [--timeout-ms 10000] [--name startup] -- CMD ARGS...";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

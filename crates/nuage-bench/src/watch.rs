@@ -92,12 +92,41 @@ fn number_after(hay: &[u8], marker: &[u8]) -> Option<usize> {
         .ok()
 }
 
+/// CPU time (user + system) a process has used, in ms, from
+/// `/proc/PID/stat` (`self` for this one); clock ticks of 10 ms (USER_HZ).
+fn cpu_ms(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
+
+/// How a fan-out run goes: warm-up writes, measured writes, and the server
+/// whose CPU time per measured write is reported (`--server-pid`).
+struct Plan {
+    warmup: usize,
+    writes: usize,
+    server_pid: Option<String>,
+}
+
+impl Plan {
+    fn from_args(args: &Args) -> Result<Self, String> {
+        Ok(Self {
+            warmup: args.num("warmup", 3)?,
+            writes: args.num("writes", 50)?,
+            server_pid: args.opt("server-pid").map(str::to_string),
+        })
+    }
+}
+
 /// Runs the writes once the watchers are open: `write(i)` must make write
 /// `i` and resolve when it is acknowledged. Prints the figures.
 async fn drive<F, Fut>(
     tally: &Tally,
-    warmup: usize,
-    writes: usize,
+    plan: &Plan,
     failed: &AtomicUsize,
     mut write: F,
 ) -> Result<(), String>
@@ -105,9 +134,14 @@ where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    let (warmup, writes) = (plan.warmup, plan.writes);
     let mut fanout = Vec::new();
     let mut acks = Vec::new();
+    let mut cpu0 = (None, None);
     for i in 0..warmup + writes {
+        if i == warmup {
+            cpu0 = (plan.server_pid.as_deref().and_then(cpu_ms), cpu_ms("self"));
+        }
         let t0 = tally.now_ns();
         write(i).await?;
         let ack = tally.now_ns() - t0;
@@ -128,18 +162,28 @@ where
     }
     latency_figures("watch_fanout", &fanout);
     latency_figures("watch_write_ack", &acks);
+    let per_write =
+        |before: Option<f64>, after: Option<f64>| Some((after? - before?) / writes.max(1) as f64);
+    if let Some(ms) = per_write(cpu0.0, plan.server_pid.as_deref().and_then(cpu_ms)) {
+        figure("watch_server_cpu_per_write", ms, "ms");
+    }
+    if let Some(ms) = per_write(cpu0.1, cpu_ms("self")) {
+        figure("watch_client_cpu_per_write", ms, "ms");
+    }
     Ok(())
 }
 
 /// `watch-nuage`: W HTTPS connections, each with one
 /// `GET /api/v1/namespaces/default/configmaps?watch=1&resourceVersion=RV`;
-/// the writes create ConfigMaps `bw-<i>`.
+/// the writes create ConfigMaps `bw<pid>-<i>` (this process's id, so that
+/// runs against one server do not collide).
 pub async fn nuage(args: &Args) -> Result<(), String> {
     let api = Api::from_dir(args.str("api")?, Path::new(args.str("dir")?))?;
     let watchers: usize = args.num("watchers", 1000)?;
-    let writes: usize = args.num("writes", 50)?;
-    let warmup: usize = args.num("warmup", 3)?;
+    let plan = Plan::from_args(args)?;
     let base = "/api/v1/namespaces/default/configmaps";
+    let name = format!("bw{}-", std::process::id());
+    let marker: Arc<str> = Arc::from(format!("\"name\":\"{name}"));
 
     let mut writer = api.connect().await?;
     let (status, body) = https::send(
@@ -157,15 +201,16 @@ pub async fn nuage(args: &Args) -> Result<(), String> {
         .to_string();
 
     let writer = Arc::new(tokio::sync::Mutex::new(writer));
-    let tally = Arc::new(Tally::new(warmup + writes, watchers));
+    let tally = Arc::new(Tally::new(plan.warmup + plan.writes, watchers));
     let failed = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     let (opened_tx, mut opened_rx) =
         tokio::sync::mpsc::channel::<Result<(), String>>(watchers.max(1));
     let opening = Instant::now();
     for _ in 0..watchers {
-        let (api, tally, failed, gate, opened) = (
+        let (api, marker, tally, failed, gate, opened) = (
             api.clone(),
+            Arc::clone(&marker),
             Arc::clone(&tally),
             Arc::clone(&failed),
             Arc::clone(&gate),
@@ -205,7 +250,7 @@ pub async fn nuage(args: &Args) -> Result<(), String> {
                 };
                 buf.extend_from_slice(&data);
                 while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                    if let Some(i) = number_after(&buf[..nl], b"\"name\":\"bw-") {
+                    if let Some(i) = number_after(&buf[..nl], marker.as_bytes()) {
                         tally.record(i);
                     }
                     buf.drain(..=nl);
@@ -222,12 +267,13 @@ pub async fn nuage(args: &Args) -> Result<(), String> {
         "ms",
     );
 
-    drive(&tally, warmup, writes, &failed, |i| {
+    drive(&tally, &plan, &failed, |i| {
+        let name = name.clone();
         let req = api.request(
             "POST",
             base,
             format!(
-                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"bw-{i}"}},"data":{{"v":"{i}"}}}}"#
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}{i}"}},"data":{{"v":"{i}"}}}}"#
             )
             .into_bytes(),
         );
@@ -235,7 +281,7 @@ pub async fn nuage(args: &Args) -> Result<(), String> {
         async move {
             let (status, body) = https::send(&mut *writer.lock().await, req).await?;
             if status != 201 {
-                return Err(format!("create bw-{i}: {status} {}", String::from_utf8_lossy(&body)));
+                return Err(format!("create {name}{i}: {status} {}", String::from_utf8_lossy(&body)));
             }
             Ok(())
         }
@@ -264,21 +310,21 @@ async fn wait_opened(
     Ok(())
 }
 
-/// `watch-etcd`: W gRPC watch streams on the prefix `/bench/watch/`, spread
-/// over `--conns` client connections; the writes put `/bench/watch/<i>`.
+/// `watch-etcd`: W gRPC watch streams on the prefix `/bench/watch/<pid>/`,
+/// spread over `--conns` client connections; the writes put
+/// `/bench/watch/<pid>/<i>`.
 pub async fn etcd(args: &Args) -> Result<(), String> {
     let endpoint = args.str("endpoint")?;
     let watchers: usize = args.num("watchers", 1000)?;
-    let writes: usize = args.num("writes", 50)?;
-    let warmup: usize = args.num("warmup", 3)?;
+    let plan = Plan::from_args(args)?;
     let conns: usize = args.num("conns", 10)?;
-    let prefix = "/bench/watch/";
+    let prefix: Arc<str> = Arc::from(format!("/bench/watch/{}/", std::process::id()));
 
     let mut clients = Vec::new();
     for _ in 0..conns.max(1) {
         clients.push(crate::etcd::client(endpoint).await?);
     }
-    let tally = Arc::new(Tally::new(warmup + writes, watchers));
+    let tally = Arc::new(Tally::new(plan.warmup + plan.writes, watchers));
     let failed = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     let (opened_tx, mut opened_rx) =
@@ -286,7 +332,8 @@ pub async fn etcd(args: &Args) -> Result<(), String> {
     let opening = Instant::now();
     for w in 0..watchers {
         let mut wc = clients[w % clients.len()].watch_client();
-        let (tally, failed, gate, opened) = (
+        let (prefix, tally, failed, gate, opened) = (
+            Arc::clone(&prefix),
             Arc::clone(&tally),
             Arc::clone(&failed),
             Arc::clone(&gate),
@@ -296,7 +343,7 @@ pub async fn etcd(args: &Args) -> Result<(), String> {
             let permit = gate.acquire_owned().await;
             // The watcher handle is kept: dropping it ends the watch.
             let (_watcher, mut stream) = match wc
-                .watch(prefix, Some(WatchOptions::new().with_prefix()))
+                .watch(prefix.as_bytes(), Some(WatchOptions::new().with_prefix()))
                 .await
             {
                 Ok(pair) => {
@@ -331,8 +378,8 @@ pub async fn etcd(args: &Args) -> Result<(), String> {
     );
 
     let kv = clients[0].kv_client();
-    drive(&tally, warmup, writes, &failed, |i| {
-        let mut kv = kv.clone();
+    drive(&tally, &plan, &failed, |i| {
+        let (mut kv, prefix) = (kv.clone(), Arc::clone(&prefix));
         async move {
             kv.put(format!("{prefix}{i}"), format!("{i}"), None)
                 .await
