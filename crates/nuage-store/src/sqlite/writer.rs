@@ -56,30 +56,50 @@ pub(super) enum Command {
     },
 }
 
-/// An answer held back until the batch is committed.
-enum Pending {
-    Kv(Reply<KeyValue>, Result<KeyValue, StoreError>),
-    Lease(Reply<LeaseId>, Result<LeaseId, StoreError>),
-    Unit(Reply<()>, Result<(), StoreError>),
+/// What one command came to, held back until its batch is committed.
+enum Outcome {
+    Kv(Result<KeyValue, StoreError>),
+    Lease(Result<LeaseId, StoreError>),
+    Unit(Result<(), StoreError>),
 }
 
-impl Pending {
-    fn send(self) {
-        // A caller that went away no longer wants its answer.
-        let _ = match self {
-            Pending::Kv(r, v) => r.send(v).map_err(drop),
-            Pending::Lease(r, v) => r.send(v).map_err(drop),
-            Pending::Unit(r, v) => r.send(v).map_err(drop),
+impl Command {
+    /// Sends `outcome` to this command's caller. A caller that went away no
+    /// longer wants its answer.
+    fn answer(self, outcome: Outcome) {
+        let _ = match (self, outcome) {
+            (
+                Command::Create { reply, .. }
+                | Command::Update { reply, .. }
+                | Command::Delete { reply, .. },
+                Outcome::Kv(v),
+            ) => reply.send(v).map_err(drop),
+            (Command::GrantLease { reply, .. }, Outcome::Lease(v)) => reply.send(v).map_err(drop),
+            (
+                Command::KeepAlive { reply, .. }
+                | Command::RevokeLease { reply, .. }
+                | Command::ExpireLeases { reply }
+                | Command::Compact { reply, .. },
+                Outcome::Unit(v),
+            ) => reply.send(v).map_err(drop),
+            (cmd, _) => {
+                tracing::error!("store writer paired an answer with the wrong command");
+                cmd.fail(StoreError::Backend("internal store error".into()));
+                Ok(())
+            }
         };
     }
 
-    fn fail(self, err: &str) {
-        let e = || StoreError::Backend(err.to_string());
-        let _ = match self {
-            Pending::Kv(r, _) => r.send(Err(e())).map_err(drop),
-            Pending::Lease(r, _) => r.send(Err(e())).map_err(drop),
-            Pending::Unit(r, _) => r.send(Err(e())).map_err(drop),
+    /// Answers this command with `err`.
+    fn fail(self, err: StoreError) {
+        let outcome = match &self {
+            Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => {
+                Outcome::Kv(Err(err))
+            }
+            Command::GrantLease { .. } => Outcome::Lease(Err(err)),
+            _ => Outcome::Unit(Err(err)),
         };
+        self.answer(outcome);
     }
 }
 
@@ -131,105 +151,111 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
+    /// Applies `batch` in one transaction, publishes its events, then
+    /// answers every command. If SQLite fails the transaction, each command
+    /// is tried again alone, so one failure cannot fail its neighbours, and
+    /// the one that fails gets SQLite's own error.
     fn apply_batch(&mut self, batch: Vec<Command>) {
-        let start_rev = self.next_rev;
-        let mut events = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        let outcome = (|| -> Result<(), StoreError> {
-            let tx = self.conn.transaction()?;
-            let mut rev = start_rev;
-            for cmd in batch {
-                answers.push(apply_one(&tx, &mut rev, cmd, &mut events)?);
-            }
-            tx.commit()?;
-            self.next_rev = rev;
-            Ok(())
-        })();
-        match outcome {
-            Ok(()) => {
+        match self.try_batch(&batch) {
+            Ok((outcomes, events)) => {
                 // Publish before acknowledging: a client that saw its write
                 // acknowledged and then watches will find it either in the
                 // table or in the live stream.
                 for e in events {
                     let _ = self.events.send(Arc::new(e));
                 }
-                for a in answers {
-                    a.send();
+                for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+                    cmd.answer(outcome);
+                }
+            }
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, size = batch.len(), "store batch failed; retrying its writes one by one");
+                for cmd in batch {
+                    self.apply_batch(vec![cmd]);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "store batch failed; rolled back");
-                let msg = e.to_string();
-                for a in answers {
-                    a.fail(&msg);
+                tracing::error!(error = %e, "store write failed; rolled back");
+                for cmd in batch {
+                    cmd.fail(StoreError::Backend(e.to_string()));
                 }
+            }
+        }
+    }
+
+    /// Runs `batch` in one transaction and commits it. On failure nothing is
+    /// written and `next_rev` is as before.
+    fn try_batch(&mut self, batch: &[Command]) -> Result<(Vec<Outcome>, Vec<Event>), StoreError> {
+        let start_rev = self.next_rev;
+        let mut events = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let result = (|| -> Result<Revision, StoreError> {
+            let tx = self.conn.transaction()?;
+            let mut rev = start_rev;
+            for cmd in batch {
+                outcomes.push(apply_one(&tx, &mut rev, cmd, &mut events)?);
+            }
+            tx.commit()?;
+            Ok(rev)
+        })();
+        match result {
+            Ok(rev) => {
+                self.next_rev = rev;
+                Ok((outcomes, events))
+            }
+            Err(e) => {
                 self.next_rev = schema::current_revision(&self.conn).unwrap_or(start_rev - 1) + 1;
+                Err(e)
             }
         }
     }
 }
 
 /// Applies one command inside the batch transaction. Semantic failures
-/// (conflicts, absent keys) are answers, not errors: they write nothing.
+/// (conflicts, absent keys) are outcomes, not errors: they write nothing.
 /// Only an SQLite failure aborts the batch.
 fn apply_one(
     tx: &Transaction<'_>,
     rev: &mut Revision,
-    cmd: Command,
+    cmd: &Command,
     events: &mut Vec<Event>,
-) -> Result<Pending, StoreError> {
+) -> Result<Outcome, StoreError> {
     Ok(match cmd {
         Command::Create {
-            key,
-            value,
-            lease,
-            reply,
-        } => {
-            let r = create(tx, rev, key, value, lease, events);
-            Pending::Kv(reply, lift(r)?)
-        }
+            key, value, lease, ..
+        } => Outcome::Kv(lift(create(tx, rev, key, value, *lease, events))?),
         Command::Update {
             key,
             value,
             expected,
             lease,
-            reply,
-        } => {
-            let r = update(tx, rev, key, value, expected, lease, events);
-            Pending::Kv(reply, lift(r)?)
+            ..
+        } => Outcome::Kv(lift(update(
+            tx, rev, key, value, *expected, *lease, events,
+        ))?),
+        Command::Delete { key, expected, .. } => {
+            Outcome::Kv(lift(delete(tx, rev, key, *expected, events))?)
         }
-        Command::Delete {
-            key,
-            expected,
-            reply,
-        } => {
-            let r = delete(tx, rev, &key, expected, events);
-            Pending::Kv(reply, lift(r)?)
-        }
-        Command::GrantLease { ttl_seconds, reply } => {
+        Command::GrantLease { ttl_seconds, .. } => {
             tx.execute(
                 "INSERT INTO leases (ttl, expires_at_ms) VALUES (?1, ?2)",
                 params![ttl_seconds, now_ms() + ttl_seconds * 1000],
             )?;
-            Pending::Lease(reply, Ok(tx.last_insert_rowid()))
+            Outcome::Lease(Ok(tx.last_insert_rowid()))
         }
-        Command::KeepAlive { lease, reply } => {
+        Command::KeepAlive { lease, .. } => {
             let n = tx.execute(
                 "UPDATE leases SET expires_at_ms = ?2 + ttl * 1000 WHERE id = ?1",
                 params![lease, now_ms()],
             )?;
-            let r = if n == 0 {
-                Err(StoreError::LeaseNotFound(lease))
+            Outcome::Unit(if n == 0 {
+                Err(StoreError::LeaseNotFound(*lease))
             } else {
                 Ok(())
-            };
-            Pending::Unit(reply, r)
+            })
         }
-        Command::RevokeLease { lease, reply } => {
-            let r = revoke(tx, rev, lease, events);
-            Pending::Unit(reply, lift(r)?)
-        }
-        Command::ExpireLeases { reply } => {
+        Command::RevokeLease { lease, .. } => Outcome::Unit(lift(revoke(tx, rev, *lease, events))?),
+        Command::ExpireLeases { .. } => {
             let expired: Vec<LeaseId> = tx
                 .prepare_cached("SELECT id FROM leases WHERE expires_at_ms <= ?1")?
                 .query_map([now_ms()], |r| r.get(0))?
@@ -240,12 +266,9 @@ fn apply_one(
                     tracing::warn!(lease, error = %e, "expiring lease");
                 }
             }
-            Pending::Unit(reply, Ok(()))
+            Outcome::Unit(Ok(()))
         }
-        Command::Compact { revision, reply } => {
-            let r = compact(tx, *rev - 1, revision);
-            Pending::Unit(reply, lift(r)?)
-        }
+        Command::Compact { revision, .. } => Outcome::Unit(lift(compact(tx, *rev - 1, *revision))?),
     })
 }
 
@@ -324,13 +347,13 @@ fn insert_row(
 fn create(
     tx: &Transaction<'_>,
     rev: &mut Revision,
-    key: String,
-    value: Vec<u8>,
+    key: &str,
+    value: &[u8],
     lease: Option<LeaseId>,
     events: &mut Vec<Event>,
 ) -> Result<KeyValue, StoreError> {
     if live(tx, key.as_bytes())?.is_some() {
-        return Err(StoreError::AlreadyExists(key));
+        return Err(StoreError::AlreadyExists(key.to_string()));
     }
     check_lease(tx, lease)?;
     // A key created again after a delete points at its tombstone, so the
@@ -348,12 +371,12 @@ fn create(
         id,
         tombstone.unwrap_or(0),
         lease,
-        Some(&value),
+        Some(value),
     )?;
     *rev += 1;
     let kv = KeyValue {
-        key,
-        value,
+        key: key.to_string(),
+        value: value.to_vec(),
         create_revision: id,
         mod_revision: id,
         lease,
@@ -369,18 +392,18 @@ fn create(
 fn update(
     tx: &Transaction<'_>,
     rev: &mut Revision,
-    key: String,
-    value: Vec<u8>,
+    key: &str,
+    value: &[u8],
     expected: Revision,
     lease: Option<LeaseId>,
     events: &mut Vec<Event>,
 ) -> Result<KeyValue, StoreError> {
     let Some(prev) = live(tx, key.as_bytes())? else {
-        return Err(StoreError::NotFound(key));
+        return Err(StoreError::NotFound(key.to_string()));
     };
     if prev.mod_revision != expected {
         return Err(StoreError::Conflict {
-            key,
+            key: key.to_string(),
             expected,
             found: prev.mod_revision,
         });
@@ -396,12 +419,12 @@ fn update(
         prev.create_revision,
         prev.mod_revision,
         lease,
-        Some(&value),
+        Some(value),
     )?;
     *rev += 1;
     let kv = KeyValue {
-        key,
-        value,
+        key: key.to_string(),
+        value: value.to_vec(),
         create_revision: prev.create_revision,
         mod_revision: id,
         lease,
