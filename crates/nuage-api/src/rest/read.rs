@@ -1,11 +1,13 @@
 //! Reads: get one object, list a collection (selectors, pages, Tables).
 
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use base64::Engine;
 use nuage_model::registry::ResourceType;
 use nuage_model::selector::{field_value, FieldSelector, LabelSelector};
-use nuage_store::{ListOptions, Revision};
+use nuage_model::{meta, registry};
+use nuage_store::{KeyValue, ListOptions, Revision, StoreError};
 use serde_json::{json, Value};
 
 use super::{json_response, Ctx};
@@ -122,6 +124,22 @@ fn decode_continue(token: &str) -> ApiResult<Continue> {
 pub(super) async fn collect(ctx: &Ctx) -> ApiResult<(Vec<Value>, Revision, Option<String>)> {
     let rt = ctx.target.rt;
     let filter = Filter::from_query(rt, &ctx.query)?;
+    let objects = &ctx.state.objects;
+    collect_with(ctx, |kv| {
+        let obj = objects.decode(rt, kv)?;
+        Ok(filter.matches(&obj).then_some(obj))
+    })
+    .await
+}
+
+/// The paging loop of a list: reads store pages at one revision, keeps
+/// what `pick` returns, and stops at `limit` kept items with a continue
+/// token (Kubernetes fills each page, reading past filtered-out objects).
+async fn collect_with<T>(
+    ctx: &Ctx,
+    mut pick: impl FnMut(&KeyValue) -> ApiResult<Option<T>>,
+) -> ApiResult<(Vec<T>, Revision, Option<String>)> {
+    let rt = ctx.target.rt;
     let limit = ctx
         .query
         .int("limit")?
@@ -134,15 +152,16 @@ pub(super) async fn collect(ctx: &Ctx) -> ApiResult<(Vec<Value>, Revision, Optio
         }
         None => (exact_revision(&ctx.query)?, None),
     };
+    let prefix = rt.key_prefix(ctx.ns());
     let mut out = Vec::new();
     loop {
         let want = limit.map(|l| l - out.len());
         let page = ctx
             .state
             .objects
+            .store()
             .list(
-                rt,
-                ctx.ns(),
+                &prefix,
                 ListOptions {
                     revision,
                     limit: want,
@@ -150,16 +169,21 @@ pub(super) async fn collect(ctx: &Ctx) -> ApiResult<(Vec<Value>, Revision, Optio
                 },
             )
             .await
-            .map_err(|e| {
-                if e.code == 410 {
-                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
-                } else {
-                    e
-                }
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } => ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."),
+                other => ApiError::from_store(other, rt, ""),
             })?;
         revision = Some(page.revision);
-        out.extend(page.items.into_iter().filter(|o| filter.matches(o)));
-        match page.next_key {
+        for kv in &page.kvs {
+            if let Some(item) = pick(kv)? {
+                out.push(item);
+            }
+        }
+        let next_key = page
+            .more
+            .then(|| page.kvs.last().map(|kv| kv.key.clone()))
+            .flatten();
+        match next_key {
             Some(k) if limit.is_some_and(|l| out.len() < l) => start = Some(k),
             Some(k) => {
                 let rv = page.revision;
@@ -189,6 +213,11 @@ fn exact_revision(q: &Query) -> ApiResult<Option<Revision>> {
 
 pub(super) async fn list(ctx: Ctx) -> ApiResult<Response> {
     let rt = ctx.target.rt;
+    if !request::wants_table(&ctx.headers) {
+        if let Some(resp) = list_json_fast(&ctx).await? {
+            return Ok(resp);
+        }
+    }
     let (items, rv, cont) = collect(&ctx).await?;
     if request::wants_table(&ctx.headers) {
         let include = table::IncludeObject::parse(ctx.query.get("includeObject"));
@@ -202,15 +231,69 @@ pub(super) async fn list(ctx: Ctx) -> ApiResult<Response> {
         );
         return Ok(json_response(StatusCode::OK, &t, &[]));
     }
+    let mut list = serde_json::Map::new();
+    list.insert("kind".into(), json!(rt.list_kind()));
+    list.insert("apiVersion".into(), json!(rt.api_version()));
+    list.insert("metadata".into(), list_metadata(rv, cont));
+    list.insert("items".into(), Value::Array(items));
+    Ok(json_response(StatusCode::OK, &Value::Object(list), &[]))
+}
+
+fn list_metadata(rv: Revision, cont: Option<String>) -> Value {
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         metadata["continue"] = json!(c);
     }
-    let list = json!({
-        "kind": rt.list_kind(),
-        "apiVersion": rt.api_version(),
-        "metadata": metadata,
-        "items": items,
-    });
-    Ok(json_response(StatusCode::OK, &list, &[]))
+    metadata
+}
+
+/// A JSON list written from the stored bytes, touching only each object's
+/// metadata. Serves lists without field selectors of resources stored in
+/// the version served; `None` otherwise.
+async fn list_json_fast(ctx: &Ctx) -> ApiResult<Option<Response>> {
+    let rt = ctx.target.rt;
+    let filter = Filter::from_query(rt, &ctx.query)?;
+    if filter.fields.is_some()
+        || registry::storage_version(rt.storage).is_some_and(|sv| sv.version != rt.version)
+    {
+        return Ok(None);
+    }
+    let objects = &ctx.state.objects;
+    let (items, rv, cont) = collect_with(ctx, |kv| {
+        let Some((bytes, metadata)) = objects.served_bytes(rt, kv)? else {
+            return Err(ApiError::internal(
+                "stored version differs from the served one",
+            ));
+        };
+        let selected = filter
+            .labels
+            .as_ref()
+            .is_none_or(|l| l.matches(&meta::string_map(metadata.get("labels"))));
+        Ok(selected.then_some(bytes))
+    })
+    .await?;
+    let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
+    body.extend_from_slice(b"{\"kind\":");
+    serde_json::to_writer(&mut body, &rt.list_kind())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    body.extend_from_slice(b",\"apiVersion\":");
+    serde_json::to_writer(&mut body, &rt.api_version())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    body.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut body, &list_metadata(rv, cont))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok(Some(resp))
 }
