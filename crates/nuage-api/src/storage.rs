@@ -22,6 +22,14 @@ pub struct Objects {
     store: Arc<dyn Store>,
 }
 
+/// An object as served, in JSON bytes, with its parsed metadata.
+pub struct ServedBytes {
+    /// The object, resourceVersion included.
+    pub json: Vec<u8>,
+    /// Its `metadata`.
+    pub metadata: Map<String, Value>,
+}
+
 /// One page of a list.
 pub struct Page {
     /// The objects, in key order, each with its resourceVersion.
@@ -57,11 +65,7 @@ impl Objects {
     /// its metadata, without building the whole object: lists of thousands
     /// of objects spend their time in allocation otherwise. `None` when the
     /// served version differs from the stored one (then use [`Self::decode`]).
-    pub fn served_bytes(
-        &self,
-        rt: &ResourceType,
-        kv: &KeyValue,
-    ) -> ApiResult<Option<(Vec<u8>, Map<String, Value>)>> {
+    pub fn served_bytes(&self, rt: &ResourceType, kv: &KeyValue) -> ApiResult<Option<ServedBytes>> {
         if storage_version(rt.storage).is_some_and(|sv| sv.version != rt.version) {
             return Ok(None);
         }
@@ -104,7 +108,10 @@ impl Objects {
             }
         }
         out.push(b'}');
-        Ok(Some((out, metadata)))
+        Ok(Some(ServedBytes {
+            json: out,
+            metadata,
+        }))
     }
 
     /// The object `name` (in `ns`), if present.

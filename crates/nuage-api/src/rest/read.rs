@@ -260,7 +260,7 @@ async fn list_json_fast(ctx: &Ctx) -> ApiResult<Option<Response>> {
     }
     let objects = &ctx.state.objects;
     let (items, rv, cont) = collect_with(ctx, |kv| {
-        let Some((bytes, metadata)) = objects.served_bytes(rt, kv)? else {
+        let Some(served) = objects.served_bytes(rt, kv)? else {
             return Err(ApiError::internal(
                 "stored version differs from the served one",
             ));
@@ -268,8 +268,8 @@ async fn list_json_fast(ctx: &Ctx) -> ApiResult<Option<Response>> {
         let selected = filter
             .labels
             .as_ref()
-            .is_none_or(|l| l.matches(&meta::string_map(metadata.get("labels"))));
-        Ok(selected.then_some(bytes))
+            .is_none_or(|l| l.matches(&meta::string_map(served.metadata.get("labels"))));
+        Ok(selected.then_some(served.json))
     })
     .await?;
     let mut body = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
