@@ -85,14 +85,37 @@ impl ApiClient {
         content_type: &str,
         body: impl Into<Bytes>,
     ) -> std::io::Result<Reply> {
+        self.request(method, path, content_type, "application/json", body.into())
+            .await
+    }
+
+    /// Sends a body-less request with its own `Accept` header.
+    pub async fn send_with_accept(
+        &mut self,
+        method: &str,
+        path: &str,
+        accept: &str,
+    ) -> std::io::Result<Reply> {
+        self.request(method, path, "application/json", accept, Bytes::new())
+            .await
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        accept: &str,
+        body: Bytes,
+    ) -> std::io::Result<Reply> {
         let req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", &self.host)
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", content_type)
-            .header("accept", "application/json")
-            .body(Full::new(body.into()))
+            .header("accept", accept)
+            .body(Full::new(body))
             .map_err(std::io::Error::other)?;
         self.sender.ready().await.map_err(std::io::Error::other)?;
         let resp = self

@@ -413,3 +413,121 @@ async fn writes_to_missing_or_terminating_namespaces_are_refused() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "namespaces \"nowhere\" not found");
 }
+
+#[tokio::test]
+async fn finalizers_hold_a_deletion_until_removed() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "fin").await;
+    let base = "/api/v1/namespaces/fin/configmaps";
+    let mut obj = cm("held", "1");
+    obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(c.post(base, &obj).await.unwrap().status, 201);
+    let r = c
+        .send("DELETE", &format!("{base}/held"), "application/json", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let marked = c.get(&format!("{base}/held")).await.unwrap();
+    assert_eq!(marked.status, 200, "held by its finalizer");
+    assert!(marked.json()["metadata"]["deletionTimestamp"].is_string());
+    let release = json!({"metadata": {"finalizers": null}});
+    let r = c
+        .send(
+            "PATCH",
+            &format!("{base}/held"),
+            "application/merge-patch+json",
+            release.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        c.get(&format!("{base}/held")).await.unwrap().status,
+        404,
+        "gone once its last finalizer is"
+    );
+}
+
+#[tokio::test]
+async fn malformed_yaml_and_protobuf_preferring_accept() {
+    let s = server();
+    let mut c = client(s).await;
+    namespace(&mut c, "yaml").await;
+    let base = "/api/v1/namespaces/yaml/configmaps";
+    let r = c
+        .send(
+            "POST",
+            base,
+            "application/yaml",
+            "kind: ConfigMap\nmetadata: [unclosed\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid YAML"));
+    let list = c.get(base).await.unwrap().json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing stored");
+
+    // describe, top and events prefer protobuf: they must get JSON.
+    let r = c
+        .send_with_accept(
+            "GET",
+            base,
+            "application/vnd.kubernetes.protobuf,application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["kind"], "ConfigMapList");
+}
+
+#[tokio::test]
+async fn watches_that_allow_bookmarks_get_them() {
+    let s = server();
+    let mut c = client(s).await;
+    let rv = c
+        .get("/api/v1/namespaces/default/configmaps")
+        .await
+        .unwrap()
+        .json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Bookmarks come every 30 s and once more just before the timeout.
+    let w = c
+        .get(&format!("/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=1"))
+        .await
+        .unwrap();
+    let evs = events(&w.body);
+    let bookmark = evs
+        .iter()
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("a bookmark");
+    assert_eq!(bookmark["object"]["kind"], "ConfigMap");
+    assert!(
+        bookmark["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            >= rv.parse::<i64>().unwrap()
+    );
+}
+
+#[test]
+fn livez_and_readyz_need_no_token() {
+    let s = server();
+    for path in ["/livez", "/readyz"] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(s.dir.join("ca.crt"))
+            .arg(format!("{}{path}", s.api))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{path}");
+    }
+}

@@ -111,14 +111,19 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         let mut last = after;
         loop {
             tokio::select! {
-                () = &mut deadline => return,
+                () = &mut deadline => {
+                    // Like the Kubernetes watch cache, a last bookmark before
+                    // the timeout lets the client resume from the newest
+                    // revision it was told of.
+                    if w.bookmarks {
+                        let _ = tx.send(Ok(w.bookmark(last))).await;
+                    }
+                    return;
+                }
                 () = tx.closed() => return,
                 _ = stopping.changed() => return,
                 _ = bookmark.tick(), if w.bookmarks => {
-                    let obj = json!({"kind": w.rt.kind, "apiVersion": w.rt.api_version(),
-                        "metadata": {"resourceVersion": last.to_string()}});
-                    let line = format!("{}\n", json!({"type": "BOOKMARK", "object": obj}));
-                    if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                    if tx.send(Ok(w.bookmark(last))).await.is_err() {
                         return;
                     }
                 }
@@ -162,6 +167,13 @@ fn error_line(e: &ApiError) -> Bytes {
 }
 
 impl Watch {
+    /// A BOOKMARK line at revision `rv`.
+    fn bookmark(&self, rv: Revision) -> Bytes {
+        let obj = json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()}});
+        Bytes::from(format!("{}\n", json!({"type": "BOOKMARK", "object": obj})))
+    }
+
     fn selects(&self, obj: &Value) -> bool {
         if let Some(name) = &self.name {
             if meta::name(obj) != Some(name.as_str()) {
