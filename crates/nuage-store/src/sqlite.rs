@@ -32,6 +32,9 @@ use writer::{Command, Writer};
 /// from the table (it never loses events, it only pays a query).
 const EVENT_BUFFER: usize = 4096;
 
+/// Read connections kept open between reads (each caches up to 4 MB).
+const MAX_IDLE_READERS: usize = 8;
+
 /// How often expired leases are looked for.
 const LEASE_SWEEP: Duration = Duration::from_millis(250);
 
@@ -133,7 +136,10 @@ impl Inner {
         };
         let out = f(&mut conn);
         if let Ok(mut pool) = self.readers.lock() {
-            pool.push(conn);
+            // A burst may open many connections; keep a few for the next one.
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
         }
         out
     }
