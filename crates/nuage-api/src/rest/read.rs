@@ -74,6 +74,11 @@ impl Filter {
         Ok(Self { labels, fields })
     }
 
+    /// Whether no selector was given (everything matches).
+    pub(super) fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
     pub(super) fn matches(&self, obj: &Value) -> bool {
         if let Some(l) = &self.labels {
             if !l.matches_value(obj) {

@@ -42,6 +42,8 @@ struct Watch {
     name: Option<String>,
     table: Option<table::IncludeObject>,
     bookmarks: bool,
+    /// No selector, name or Table: every event is sent as stored.
+    plain: bool,
 }
 
 pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
@@ -53,14 +55,17 @@ pub(super) async fn watch(ctx: Ctx) -> ApiResult<Response> {
         .filter(|t| *t > 0)
         .map(|t| Duration::from_secs(t as u64))
         .unwrap_or(DEFAULT_TIMEOUT);
+    let table = request::wants_table(&ctx.headers)
+        .then(|| table::IncludeObject::parse(ctx.query.get("includeObject")));
+    let plain = filter.is_everything() && ctx.target.name.is_none() && table.is_none();
     let w = Watch {
         rt,
         objects: ctx.state.objects.clone(),
         filter,
         name: ctx.target.name.clone(),
-        table: request::wants_table(&ctx.headers)
-            .then(|| table::IncludeObject::parse(ctx.query.get("includeObject"))),
+        table,
         bookmarks: ctx.query.flag("allowWatchBookmarks"),
+        plain,
     };
     let prefix = rt.key_prefix(ctx.ns());
     let store = Arc::clone(ctx.state.objects.store());
@@ -183,8 +188,34 @@ impl Watch {
         self.filter.matches(obj)
     }
 
+    /// The line of an event for a plain watcher, written around the stored
+    /// bytes (only the metadata is parsed, to set the resourceVersion).
+    /// `None` when the served version needs a conversion.
+    fn plain_line(&self, ev: &nuage_store::Event) -> ApiResult<Option<Bytes>> {
+        let ty = match (&ev.kind, &ev.prev) {
+            (EventKind::Delete, _) => "DELETED",
+            (EventKind::Put, None) => "ADDED",
+            (EventKind::Put, Some(_)) => "MODIFIED",
+        };
+        let Some(served) = self.objects.served_bytes(self.rt, &ev.kv)? else {
+            return Ok(None);
+        };
+        let mut line = Vec::with_capacity(served.json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(ty.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&served.json);
+        line.extend_from_slice(b"}\n");
+        Ok(Some(Bytes::from(line)))
+    }
+
     /// The line for one store event, or `None` if the watcher does not see it.
     fn event_line(&self, ev: &nuage_store::Event) -> ApiResult<Option<Bytes>> {
+        if self.plain {
+            if let Some(line) = self.plain_line(ev)? {
+                return Ok(Some(line));
+            }
+        }
         let new = self.objects.decode(self.rt, &ev.kv)?;
         let old = ev
             .prev
@@ -229,7 +260,15 @@ impl Watch {
                     time::OffsetDateTime::now_utc(),
                 )
             }
-            None => obj.clone(),
+            None => {
+                let mut s = Vec::with_capacity(256);
+                s.extend_from_slice(b"{\"type\":");
+                let _ = serde_json::to_writer(&mut s, ty);
+                s.extend_from_slice(b",\"object\":");
+                let _ = serde_json::to_writer(&mut s, obj);
+                s.extend_from_slice(b"}\n");
+                return Bytes::from(s);
+            }
         };
         let mut s = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         s.push(b'\n');
