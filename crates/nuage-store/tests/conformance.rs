@@ -192,9 +192,10 @@ where
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + limit;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
     while !condition().await {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        poll.tick().await;
     }
 }
 
@@ -763,13 +764,15 @@ async fn keep_alive_extends_lease(f: Fixture) {
     s.create("/ka/k", v("x"), Some(lease)).await.unwrap();
     // Renewed for well past the TTL (etcd's minimum TTL is 2 s), the key stays.
     let renew_until = Instant::now() + Duration::from_secs(5);
+    // Renewal every 200 ms is the behaviour under test, not a synchronisation.
+    let mut renew = tokio::time::interval(Duration::from_millis(200));
     while Instant::now() < renew_until {
+        renew.tick().await;
         s.keep_alive(lease).await.unwrap();
         assert!(
             s.get("/ka/k").await.unwrap().is_some(),
             "key expired although its lease was renewed"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // No longer renewed, it goes.
     wait_until("key expires once not renewed", EXPIRY_TIMEOUT, || async {
