@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod aws;
 pub mod discovery;
+pub mod namespaces;
 pub mod openapi;
 mod protobuf;
 pub mod request;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub advertise: String,
     /// Flipped to true at shutdown: open watches end so the drain is quick.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Namespaces and whether they accept content, kept by a watch.
+    pub namespaces: namespaces::NamespaceCache,
 }
 
 impl ApiState {
@@ -208,11 +211,13 @@ async fn openapi_gv(Path(gv): Path<String>) -> Response {
     }
 }
 
-/// Creates the namespaces every cluster has (`default`, `kube-system`, ...)
-/// and resumes work a previous run left unfinished.
+/// Creates the namespaces every cluster has (`default`, `kube-system`, ...),
+/// starts the namespace cache, and resumes work a previous run left
+/// unfinished.
 pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         rest::ensure_namespace(state, ns).await?;
     }
+    tokio::spawn(namespaces::run(Arc::clone(state)));
     rest::resume_namespace_finalization(state).await
 }

@@ -123,6 +123,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ip_alloc: tokio::sync::Mutex::new(()),
         advertise: api_addr.to_string(),
         stopping: watch::channel(false).0,
+        namespaces: Default::default(),
     });
     nuage_api::bootstrap(&state)
         .await

@@ -412,6 +412,48 @@ async fn writes_to_missing_or_terminating_namespaces_are_refused() {
         .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "namespaces \"nowhere\" not found");
+
+    // A namespace held in Terminating by an object's finalizer takes nothing new.
+    namespace(&mut c, "term").await;
+    let base = "/api/v1/namespaces/term/configmaps";
+    let mut held = cm("held", "1");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(c.post(base, &held).await.unwrap().status, 201);
+    let r = c
+        .send("DELETE", "/api/v1/namespaces/term", "application/json", "")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"]["phase"], "Terminating");
+    let r = c.post(base, &cm("late", "1")).await.unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("because it is being terminated"));
+
+    // Releasing the finalizer lets the namespace finish.
+    let release = json!({"metadata": {"finalizers": null}});
+    c.send(
+        "PATCH",
+        &format!("{base}/held"),
+        "application/merge-patch+json",
+        release.to_string(),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await;
+        if c.get("/api/v1/namespaces/term").await.unwrap().status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "namespace term never went"
+        );
+    }
 }
 
 #[tokio::test]

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 
 use super::admit::{admit, duplicates_in, validate};
 use super::{json_response, Ctx};
+use crate::namespaces::NamespaceState;
 use crate::request::{self, FieldValidation};
 use crate::status::{ApiError, ApiResult};
-use crate::storage::Objects;
 use crate::ApiState;
 
 /// How often a patch is retried when another writer got in between.
@@ -60,7 +60,7 @@ pub(super) async fn create_object(
     let name = meta::name(&obj).unwrap_or_default().to_string();
     if rt.namespaced {
         let ns = meta::namespace(&obj).unwrap_or_default().to_string();
-        check_namespace_open(&state.objects, &ns, rt, &name).await?;
+        check_namespace_open(state, &ns, rt, &name).await?;
     }
     {
         let m = meta::metadata_mut(&mut obj);
@@ -116,21 +116,30 @@ fn initial_status(rt: &ResourceType, obj: &mut Value) {
 }
 
 async fn check_namespace_open(
-    objects: &Objects,
+    state: &ApiState,
     ns: &str,
     rt: &ResourceType,
     name: &str,
 ) -> ApiResult<()> {
-    let nsrt = registry::lookup("", "v1", "namespaces").expect("namespaces are served");
-    match objects.get(nsrt, None, ns).await? {
-        None => Err(ApiError::not_found(nsrt, ns)),
-        Some(n) if meta::is_deleting(&n) => Err(ApiError::forbidden(
+    let terminating = || {
+        Err(ApiError::forbidden(
             rt,
             name,
             &format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),
-        )),
+        ))
+    };
+    match state.namespaces.get(ns) {
+        Some(NamespaceState::Active) => return Ok(()),
+        Some(NamespaceState::Terminating) => return terminating(),
+        // Not (yet) seen by the cache: ask the store.
+        None => {}
+    }
+    let nsrt = registry::lookup("", "v1", "namespaces").expect("namespaces are served");
+    match state.objects.get(nsrt, None, ns).await? {
+        None => Err(ApiError::not_found(nsrt, ns)),
+        Some(n) if meta::is_deleting(&n) => terminating(),
         Some(_) => Ok(()),
     }
 }
