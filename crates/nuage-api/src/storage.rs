@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use nuage_model::registry::{storage_version, ResourceType};
+use nuage_model::registry::ResourceType;
 use nuage_model::{hpa, meta};
 use nuage_store::{KeyValue, ListOptions, Revision, Store, StoreError};
 use std::collections::BTreeMap;
@@ -66,7 +66,7 @@ impl Objects {
     /// of objects spend their time in allocation otherwise. `None` when the
     /// served version differs from the stored one (then use [`Self::decode`]).
     pub fn served_bytes(&self, rt: &ResourceType, kv: &KeyValue) -> ApiResult<Option<ServedBytes>> {
-        if storage_version(rt.storage).is_some_and(|sv| sv.version != rt.version) {
+        if !rt.is_storage_version() {
             return Ok(None);
         }
         let corrupt = |e: serde_json::Error| {
@@ -240,20 +240,18 @@ fn encode(rt: &ResourceType, mut obj: Value) -> ApiResult<Vec<u8>> {
 
 /// Converts an object as `rt` serves it to its storage version.
 pub fn to_storage_version(rt: &ResourceType, obj: Value) -> Value {
-    match storage_version(rt.storage) {
-        Some(sv) if sv.version != rt.version && rt.kind == "HorizontalPodAutoscaler" => {
-            hpa::v1_to_v2(obj)
-        }
-        _ => obj,
+    if !rt.is_storage_version() && rt.kind == "HorizontalPodAutoscaler" {
+        hpa::v1_to_v2(obj)
+    } else {
+        obj
     }
 }
 
 /// Converts a stored object to the version `rt` serves.
 pub fn to_served_version(rt: &ResourceType, obj: Value) -> Value {
-    match storage_version(rt.storage) {
-        Some(sv) if sv.version != rt.version && rt.kind == "HorizontalPodAutoscaler" => {
-            hpa::v2_to_v1(obj)
-        }
-        _ => obj,
+    if !rt.is_storage_version() && rt.kind == "HorizontalPodAutoscaler" {
+        hpa::v2_to_v1(obj)
+    } else {
+        obj
     }
 }

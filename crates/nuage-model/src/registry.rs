@@ -72,6 +72,12 @@ impl ResourceType {
         format!("{}{}", self.key_prefix(namespace), name)
     }
 
+    /// Whether objects of this resource are stored as served (no version
+    /// conversion on the way in or out).
+    pub fn is_storage_version(&self) -> bool {
+        storage_version(self.storage).is_none_or(|sv| sv.version == self.version)
+    }
+
     /// Whether a field selector on `field` is supported for this resource.
     pub fn supports_field(&self, field: &str) -> bool {
         field == "metadata.name"
@@ -182,6 +188,14 @@ pub fn resources_of<'a>(
         .filter(move |r| r.group == group && r.version == version)
 }
 
+/// Every namespaced resource once per storage, in its storage version (the
+/// resources to visit to find everything in a namespace).
+pub fn namespaced_storages() -> impl Iterator<Item = &'static ResourceType> {
+    RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && r.is_storage_version())
+}
+
 /// The storage (preferred) version of the resource stored under `storage`.
 pub fn storage_version(storage: &str) -> Option<&'static ResourceType> {
     RESOURCES.iter().find(|r| r.storage == storage)
@@ -208,6 +222,17 @@ mod tests {
         assert!(!pods
             .key(Some("default2"), "x")
             .starts_with(&pods.key_prefix(Some("default"))));
+    }
+
+    #[test]
+    fn namespaced_storages_visit_hpa_once() {
+        let hpas = namespaced_storages()
+            .filter(|r| r.kind == "HorizontalPodAutoscaler")
+            .count();
+        assert_eq!(hpas, 1);
+        assert!(!lookup("autoscaling", "v1", "horizontalpodautoscalers")
+            .unwrap()
+            .is_storage_version());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::Response;
 use nuage_model::meta;
-use nuage_model::registry::{self, ResourceType, RESOURCES};
+use nuage_model::registry::{self, ResourceType};
 use serde_json::{json, Value};
 
 use super::gc;
@@ -234,11 +234,8 @@ fn delete_namespace_contents<'a>(
 
 async fn delete_namespace_contents_inner(state: &Arc<ApiState>, ns: &str) -> ApiResult<usize> {
     let mut remaining = 0;
-    for rt in RESOURCES.iter().filter(|r| r.namespaced) {
-        // Each storage once: autoscaling/v1 and v2 share one.
-        if registry::storage_version(rt.storage).is_some_and(|sv| !std::ptr::eq(sv, rt)) {
-            continue;
-        }
+    // Each storage once: autoscaling/v1 and v2 share one.
+    for rt in registry::namespaced_storages() {
         let page = state.objects.list(rt, Some(ns), Default::default()).await?;
         for item in page.items {
             let name = meta::name(&item).unwrap_or_default().to_string();

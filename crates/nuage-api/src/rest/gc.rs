@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use nuage_model::meta;
-use nuage_model::registry::{self, ResourceType, RESOURCES};
+use nuage_model::registry::{self, ResourceType};
 use serde_json::Value;
 
 use crate::status::ApiResult;
@@ -29,10 +29,8 @@ async fn dependents(
     uid: &str,
 ) -> ApiResult<Vec<(&'static ResourceType, Value)>> {
     let mut out = Vec::new();
-    for rt in RESOURCES.iter().filter(|r| r.namespaced) {
-        if registry::storage_version(rt.storage).is_some_and(|sv| !std::ptr::eq(sv, rt)) {
-            continue;
-        }
+    // Each storage once: autoscaling/v1 and v2 share one.
+    for rt in registry::namespaced_storages() {
         let page = state.objects.list(rt, Some(ns), Default::default()).await?;
         out.extend(
             page.items

@@ -4,9 +4,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use base64::Engine;
+use nuage_model::meta;
 use nuage_model::registry::ResourceType;
 use nuage_model::selector::{field_value, FieldSelector, LabelSelector};
-use nuage_model::{meta, registry};
 use nuage_store::{KeyValue, ListOptions, Revision, StoreError};
 use serde_json::{json, Value};
 
@@ -258,9 +258,7 @@ fn list_metadata(rv: Revision, cont: Option<String>) -> Value {
 async fn list_json_fast(ctx: &Ctx) -> ApiResult<Option<Response>> {
     let rt = ctx.target.rt;
     let filter = Filter::from_query(rt, &ctx.query)?;
-    if filter.fields.is_some()
-        || registry::storage_version(rt.storage).is_some_and(|sv| sv.version != rt.version)
-    {
+    if filter.fields.is_some() || !rt.is_storage_version() {
         return Ok(None);
     }
     let objects = &ctx.state.objects;
