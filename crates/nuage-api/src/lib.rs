@@ -30,6 +30,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::Extension;
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -54,6 +55,9 @@ pub struct ApiState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Namespaces and whether they accept content, kept by a watch.
     pub namespaces: namespaces::NamespaceCache,
+    /// The bearer token presented to node agents when forwarding pod logs
+    /// and exec to them.
+    pub agent_token: String,
 }
 
 impl ApiState {
@@ -135,6 +139,7 @@ async fn api_path(
     method: Method,
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
+    upgrade: Option<Extension<hyper::upgrade::OnUpgrade>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -147,7 +152,17 @@ async fn api_path(
                 version: "v1",
                 segments: rest,
             };
-            rest::dispatch(state, method, path, query.as_deref(), headers, body).await
+            let upgrade = upgrade.map(|Extension(u)| u);
+            rest::dispatch(
+                state,
+                method,
+                path,
+                query.as_deref(),
+                headers,
+                upgrade,
+                body,
+            )
+            .await
         }
         _ => ApiError::no_route().into_response(),
     }
@@ -174,7 +189,7 @@ async fn apis_path(
                 version,
                 segments: rest,
             };
-            rest::dispatch(state, method, path, query.as_deref(), headers, body).await
+            rest::dispatch(state, method, path, query.as_deref(), headers, None, body).await
         }
         _ => ApiError::no_route().into_response(),
     }

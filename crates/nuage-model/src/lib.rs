@@ -11,6 +11,7 @@ pub mod duplicates;
 pub mod hpa;
 pub mod meta;
 pub mod patch;
+pub mod quantity;
 pub mod registry;
 pub mod selector;
 pub mod validate;

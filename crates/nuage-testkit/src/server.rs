@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const WRAPPER: &str = r#"
-log="$1"; shift
+log="$1"; reset="$2"; shift 2
+bin="$1"; dir="$4"
 "$@" >"$log" 2>&1 &
 pid=$!
 echo "$pid"
@@ -23,6 +24,7 @@ read -r _ignored
 kill -TERM "$pid" 2>/dev/null
 wait "$pid"
 echo "exit $?" >>"$log"
+if [ "$reset" = 1 ] && [ ! -e "$dir/.keep-node" ]; then "$bin" reset --data-dir "$dir" >>"$log" 2>&1; fi
 "#;
 
 /// A running `nuage server`.
@@ -55,6 +57,9 @@ impl NuageServer {
     /// Starts `bin server` on port 0 in `dir` with extra arguments. Panics if
     /// it does not come up (the test cannot run).
     pub fn start_in(bin: &str, dir: &Path, extra: &[&str]) -> Self {
+        // A server with an agent leaves containers running when it stops
+        // (the next one adopts them): the wrapper resets the node after it.
+        let reset = !extra.contains(&"--no-agent");
         let endpoints = dir.join("endpoints.json");
         let _ = std::fs::remove_file(&endpoints);
         std::fs::create_dir_all(dir).expect("create data dir");
@@ -64,6 +69,7 @@ impl NuageServer {
             .arg(WRAPPER)
             .arg("nuage-server-wrapper")
             .arg(&log)
+            .arg(if reset { "1" } else { "0" })
             .arg(bin)
             .arg("server")
             .arg("--data-dir")
@@ -200,6 +206,17 @@ impl NuageServer {
         (status, took)
     }
 
+    /// Like [`stop`](Self::stop), but leaves the node's containers running
+    /// for the next server on this data dir to adopt.
+    pub fn stop_without_reset(self) -> (String, Duration) {
+        let marker = self.dir.join(".keep-node");
+        std::fs::write(&marker, "").expect("write .keep-node");
+        let dir = self.dir.clone();
+        let out = self.stop();
+        let _ = std::fs::remove_file(dir.join(".keep-node"));
+        out
+    }
+
     /// Kills the server with SIGKILL (a crash) and waits for it to be gone.
     pub fn kill9(mut self) {
         let _ = Command::new("kill")
@@ -224,6 +241,26 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
+/// Polls `check` until it returns `Ok` or `timeout` passes; then panics
+/// with `what` and the last error `check` gave (the state seen last).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last seen:\n{last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes (then panics
 /// with `what`). Condition waits in tests go through this, never bare sleeps.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -235,4 +272,42 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Flags that give a server's agent its own bridge, pod CIDR and node name,
+/// so tests running at once on one machine never share them: a random /24
+/// in 10.200.0.0–10.229.255.0 that no host route overlaps.
+pub fn isolated_node_flags() -> Vec<String> {
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ ((std::process::id() as u64) << 20);
+    let mut next = || {
+        // xorshift: good enough to spread tests over the range.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (b, c) = loop {
+        let (b, c) = (200 + next() % 30, next() % 256);
+        if !routes.contains(&format!("10.{b}.{c}.")) {
+            break (b, c);
+        }
+    };
+    let tag = format!("{:06x}", next() & 0xff_ffff);
+    vec![
+        "--bridge".into(),
+        format!("nb{tag}"),
+        "--pod-cidr".into(),
+        format!("10.{b}.{c}.0/24"),
+        "--node-name".into(),
+        format!("node-{tag}"),
+    ]
 }

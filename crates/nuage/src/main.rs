@@ -1,11 +1,12 @@
 //! `nuage`: the private cloud in one binary. `nuage server` runs it all on
 //! one machine; `nuage agent` joins another host to it.
 
+mod agent_cmd;
 mod files;
+mod image_cmd;
 mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -21,26 +22,29 @@ enum Command {
     /// Start an all-in-one cloud: control plane, local agent, AWS endpoint.
     Server(server::ServerArgs),
     /// Join this host to a nuage control plane as a node.
-    Agent(AgentArgs),
+    Agent(agent_cmd::AgentArgs),
+    /// Remove every container, pod network and mount the node agent made
+    /// for a data dir (the server or agent must be stopped). Images stay.
+    Reset(ResetArgs),
+    /// Manage the node's local images: import, ls, rm.
+    Image(image_cmd::ImageArgs),
 }
 
 #[derive(clap::Args)]
-struct AgentArgs {
-    /// The control plane's API URL (https://host:port).
-    #[arg(long)]
-    server: String,
-    /// A bootstrap token issued by the control plane.
-    #[arg(long)]
-    token: String,
-    /// This node's name (default: the host name).
-    #[arg(long)]
-    node_name: Option<String>,
-    /// Where the agent keeps its state.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+struct ResetArgs {
+    /// The data dir of the node to reset.
+    #[arg(long, env = "NUAGE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
+    // `nuage shim STATE_DIR` (hidden, started by the container runtimes):
+    // synchronous code that forks and execs, so it runs before any tokio
+    // runtime or logging exists.
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some("shim") {
+        return nuage_agent::runtime::shim::main(args.collect());
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         // rustls warns on every client that sends an IP address as the TLS
@@ -64,12 +68,14 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            // Plain file work: no task of the runtime waits on it.
+            Command::Image(args) => image_cmd::run(args),
             Command::Server(args) => server::run(args).await,
-            Command::Agent(args) => {
-                let _ = (&args.server, &args.token, &args.node_name, &args.data_dir);
-                anyhow::bail!(
-                    "the node agent is not built yet: `nuage server` runs the control plane only"
-                )
+            Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Reset(args) => {
+                let dir = args.data_dir.unwrap_or_else(files::default_data_dir);
+                let exe = std::env::current_exe()?;
+                nuage_agent::agent::reset(&dir, exe).await
             }
         }
     });

@@ -41,6 +41,8 @@ pub struct ServerArgs {
     /// This host's node name (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    #[command(flatten)]
+    node: crate::agent_cmd::NodeFlags,
     /// The range cluster IPs of Services are allocated from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cidr: String,
@@ -70,7 +72,7 @@ fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u32)> {
     Ok((Ipv4Addr::from(u32::from(ip) & mask), 1 << (32 - bits)))
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
@@ -124,6 +126,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         advertise: api_addr.to_string(),
         stopping: watch::channel(false).0,
         namespaces: Default::default(),
+        // The in-process agent is configured with the admin token: the API
+        // server presents it when it forwards logs and exec to agents.
+        agent_token: token.clone(),
     });
     nuage_api::bootstrap(&state)
         .await
@@ -135,6 +140,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     files::write_endpoints(&dir, &api_url, &aws_url)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_agent = stop_rx.clone();
     let compactor = tokio::spawn(nuage_store::compactor::run(
         Arc::clone(state.objects.store()),
         nuage_store::compactor::Retention {
@@ -158,6 +164,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop_rx,
         DRAIN,
     ));
+    let agent_task = if args.no_agent {
+        None
+    } else {
+        let client = nuage_client::Client::new(nuage_client::Config {
+            server: api_url.clone(),
+            token: token.clone(),
+            ca_pem: ca.cert_pem.clone().into_bytes(),
+        })?;
+        let node_ip = if api_addr.ip().is_unspecified() {
+            std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            api_addr.ip()
+        };
+        let config = args.node.config(
+            client,
+            token.clone(),
+            node_name.clone(),
+            dir.clone(),
+            SocketAddr::new(node_ip, 0),
+            node_ip,
+        )?;
+        let stop = stop_rx_agent;
+        Some(tokio::spawn(async move {
+            if let Err(e) = nuage_agent::agent::run(config, stop).await {
+                tracing::error!(error = %format!("{e:#}"), "the local agent stopped");
+            }
+        }))
+    };
     state.set_ready(true);
 
     let d = dir.display();
@@ -174,7 +208,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.no_agent {
         println!("No local agent (--no-agent): pods stay Pending until an agent joins.");
     } else {
-        println!("Node {node_name:?}: the local agent is not built yet; pods stay Pending.");
+        println!("Node {node_name:?}: the local agent runs pods on this host.");
     }
     tracing::info!(
         api = %api_url,
@@ -189,12 +223,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     state.set_ready(false);
     let _ = stop_tx.send(true);
     state.stopping.send_replace(true);
+    if let Some(agent) = agent_task {
+        let _ = agent.await;
+    }
     let _ = tokio::join!(api_task, aws_task, compactor);
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     tokio::select! {

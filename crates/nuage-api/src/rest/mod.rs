@@ -4,6 +4,7 @@
 mod admit;
 mod delete;
 mod gc;
+pub mod proxy;
 mod read;
 mod scale;
 mod watch;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub query: Query,
     /// Request headers.
     pub headers: HeaderMap,
+    /// The connection's pending HTTP/1.1 upgrade (exec's WebSocket).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Ctx {
@@ -85,6 +88,7 @@ pub async fn dispatch(
     path: ApiPath<'_>,
     raw_query: Option<&str>,
     headers: HeaderMap,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
     body: Body,
 ) -> Response {
     let result = async {
@@ -102,6 +106,7 @@ pub async fn dispatch(
             target,
             query,
             headers,
+            upgrade,
         };
         let resp = route(ctx, method, body).instrument(span.clone()).await;
         let code = match &resp {
@@ -134,9 +139,9 @@ async fn route(ctx: Ctx, method: Method, body: Body) -> ApiResult<Response> {
         ("PATCH", true, Some("scale")) => scale::patch(ctx, read_body(body).await?).await,
         ("POST", true, Some("binding")) => write::bind(ctx, read_body(body).await?).await,
         ("PUT", true, Some("finalize")) => write::update_status(ctx, read_body(body).await?).await,
-        (_, true, Some("log" | "exec" | "attach")) => Err(ApiError::unavailable(
-            "no node agent is running yet: pod logs and exec need one",
-        )),
+        ("GET", true, Some("log")) | ("GET" | "POST", true, Some("exec" | "attach")) => {
+            proxy::forward(ctx, method).await
+        }
         (m, _, _) => Err(ApiError::method_not_allowed(m)),
     }
 }

@@ -1,0 +1,558 @@
+//! The node agent end to end (issue 4): the real `nuage server` with its
+//! in-process agent, real runc/crun, real kubectl, images made by
+//! `examples/seed/build-images` and imported with `nuage image import`.
+//!
+//! Pods name their node (`spec.nodeName`): the scheduler is not part of
+//! this issue.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nuage_testkit::server::{isolated_node_flags, wait_for, wait_until, NuageServer};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_nuage");
+const BUILD_IMAGES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/seed/build-images"
+);
+
+/// The seed images, built once per machine state into a shared cache dir
+/// (built in a temp dir, then renamed into place: concurrent tests never
+/// see half an archive).
+fn images() -> PathBuf {
+    let script = std::fs::read(BUILD_IMAGES).expect("read build-images");
+    let hash = script.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    });
+    let dir = std::env::temp_dir().join(format!("nuage-seed-images-{hash:016x}"));
+    if dir.join("serv.tar").exists() && dir.join("busybox.tar").exists() {
+        return dir;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("nuage-seed-build-")
+        .tempdir()
+        .expect("temp dir");
+    let out = Command::new(BUILD_IMAGES)
+        .arg(tmp.path())
+        .output()
+        .expect("run build-images");
+    assert!(
+        out.status.success(),
+        "build-images failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tmp = tmp.keep();
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another test won the race: use its copy.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir
+}
+
+/// A server with an agent using `runtime`, both seed images imported.
+fn node(runtime: &str) -> (NuageServer, String, tempfile::TempDir) {
+    let (s, node, dir, _) = node_with_flags(runtime);
+    (s, node, dir)
+}
+
+/// [`node`], also returning the server's flags (to start it again).
+fn node_with_flags(runtime: &str) -> (NuageServer, String, tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::Builder::new()
+        .prefix("nuage-agent-test-")
+        .tempdir()
+        .expect("temp dir");
+    let images = images();
+    for archive in ["busybox.tar", "serv.tar"] {
+        let out = Command::new(BIN)
+            .args(["image", "import"])
+            .arg(images.join(archive))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .expect("nuage image import");
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut flags = isolated_node_flags();
+    flags.extend(["--runtime".to_string(), runtime.to_string()]);
+    let node = flags[5].clone();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = NuageServer::start_in(BIN, dir.path(), &args);
+    wait_for("the node to register", Duration::from_secs(30), || {
+        let out = server.kubectl(&["get", "node", &node, "-o", "json"]);
+        out.status.success().then_some(())
+    });
+    (server, node, dir, flags)
+}
+
+fn run_pod(s: &NuageServer, node: &str, name: &str, spec: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  nodeName: {node}\n{spec}"
+    );
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &yaml);
+    assert!(
+        out.status.success(),
+        "create pod {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pod_json(s: &NuageServer, name: &str) -> Value {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Waits until `check` accepts the pod's JSON; the panic shows the last state.
+fn wait_pod(
+    s: &NuageServer,
+    name: &str,
+    what: &str,
+    secs: u64,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_until(
+        &format!("pod {name}: {what}"),
+        Duration::from_secs(secs),
+        || {
+            let pod = pod_json(s, name);
+            if check(&pod) {
+                Ok(pod)
+            } else {
+                Err(format!(
+                    "{}\nserver log tail:\n{}",
+                    serde_json::to_string_pretty(&pod["status"]).unwrap_or_default(),
+                    tail(&s.log(), 30)
+                ))
+            }
+        },
+    )
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn phase(p: &Value) -> &str {
+    p["status"]["phase"].as_str().unwrap_or_default()
+}
+
+fn container(p: &Value) -> &Value {
+    &p["status"]["containerStatuses"][0]
+}
+
+fn running(p: &Value) -> bool {
+    phase(p) == "Running" && container(p)["state"]["running"].is_object()
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+const SERV: &str = "  containers:\n  - name: sise\n    image: img/serv:0.5.0\n    ports:\n    - containerPort: 9876\n";
+
+/// The course's example pod runs, answers on podIP:9876 with a page that
+/// names it, and `kubectl exec -- cat /etc/hostname` prints its name.
+fn serves_the_course_example(runtime: &str) {
+    let (s, node, _dir) = node(runtime);
+    run_pod(&s, &node, "sise", SERV);
+    let pod = wait_pod(&s, "sise", "Running and Ready", 60, |p| {
+        running(p) && container(p)["ready"] == true
+    });
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    assert!(ip.starts_with("10.2"), "pod IP {ip} from the node's CIDR");
+    let conditions = pod["status"]["conditions"].as_array().unwrap();
+    for kind in ["Initialized", "Ready", "ContainersReady", "PodScheduled"] {
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c["type"] == kind && c["status"] == "True"),
+            "{kind} in {conditions:?}"
+        );
+    }
+    let page = wait_for(
+        "the pod to answer on :9876",
+        Duration::from_secs(20),
+        || http_get(&format!("{ip}:9876")).filter(|b| b.contains("200")),
+    );
+    assert!(page.contains("sise"), "the page names the pod: {page}");
+    let hostname = s.kubectl_ok(&["exec", "sise", "--", "cat", "/etc/hostname"]);
+    assert_eq!(hostname.trim(), "sise");
+    let out = s.kubectl(&["exec", "sise", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.kubectl_stdin(&["exec", "-i", "sise", "--", "cat"], "hi from stdin\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi from stdin\n");
+    // The node reports the runtime it uses.
+    let info = s.kubectl_ok(&[
+        "get",
+        "node",
+        &node,
+        "-o",
+        "jsonpath={.status.nodeInfo.containerRuntimeVersion}",
+    ]);
+    assert!(info.starts_with(&format!("{runtime}://")), "{info}");
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "sise",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn runc_serves_the_course_example() {
+    serves_the_course_example("runc");
+}
+
+#[test]
+fn crun_serves_the_course_example() {
+    serves_the_course_example("crun");
+}
+
+/// A container killed from outside comes back with restartCount 1; an
+/// agent restart keeps the running container (same pid, same IP, same
+/// count).
+#[test]
+fn restarts_killed_containers_and_survives_agent_restarts() {
+    let (s, node, dir, flags) = node_with_flags("runc");
+    run_pod(
+        &s,
+        &node,
+        "sleeper",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n",
+    );
+    wait_pod(&s, "sleeper", "Running", 60, running);
+    let pid = container_pid(&s, &flags[1], "sleeper");
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let pod = wait_pod(&s, "sleeper", "restartCount 1 and running again", 60, |p| {
+        container(p)["restartCount"] == 1 && running(p)
+    });
+    assert_eq!(container(&pod)["lastState"]["terminated"]["exitCode"], 137);
+    let ip = pod["status"]["podIP"].clone();
+    let pid = container_pid(&s, &flags[1], "sleeper");
+
+    // Stop the server (and its agent) without resetting the node, then
+    // start a new one on the same data dir.
+    let (status, _) = s.stop_without_reset();
+    assert_eq!(status, "exit 0");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "the container outlived the agent"
+    );
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = NuageServer::start_in(BIN, dir.path(), &args);
+    let pod = wait_pod(&s, "sleeper", "the re-adopted pod", 30, running);
+    assert_eq!(container(&pod)["restartCount"], 1, "no restart counted");
+    assert_eq!(pod["status"]["podIP"], ip, "same address");
+    assert_eq!(
+        container_pid(&s, &flags[1], "sleeper"),
+        pid,
+        "the same process, not a new one"
+    );
+    // Still exactly one container process for it.
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "sleeper",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
+        "deleted pod's process is gone"
+    );
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// The host pid of the pod's `sleep` process: found among the processes
+/// of the pod's network namespace (`<bridge>-<first 12 uid characters>`).
+fn container_pid(s: &NuageServer, bridge: &str, pod: &str) -> u32 {
+    let uid = pod_json(s, pod)["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let key: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let out = Command::new("ip")
+        .args(["netns", "pids", &format!("{bridge}-{key}")])
+        .output()
+        .expect("ip netns pids");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .unwrap_or_else(|| panic!("no sleep process in the netns of {pod} ({uid})"))
+}
+
+/// A memory hog over its limit is OOMKilled.
+#[test]
+fn a_memory_hog_is_oom_killed() {
+    let (s, node, _dir) = node("runc");
+    run_pod(
+        &s,
+        &node,
+        "hog",
+        "  restartPolicy: Never\n  containers:\n  - name: hog\n    image: busybox:latest\n    command: [\"dd\", \"if=/dev/zero\", \"of=/dev/null\", \"bs=128M\", \"count=4\"]\n    resources:\n      limits:\n        memory: 32Mi\n",
+    );
+    let pod = wait_pod(&s, "hog", "terminated", 60, |p| {
+        container(p)["state"]["terminated"].is_object()
+    });
+    let t = &container(&pod)["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137);
+    assert_eq!(phase(&pod), "Failed");
+}
+
+/// Liveness failures restart the container; readiness drives Ready.
+#[test]
+fn probes_restart_and_gate_readiness() {
+    let (s, node, _dir) = node("runc");
+    run_pod(
+        &s,
+        &node,
+        "probed",
+        "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"touch /tmp/alive; exec sleep 3600\"]\n    livenessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/alive\"]\n      periodSeconds: 1\n      failureThreshold: 1\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n",
+    );
+    let pod = wait_pod(&s, "probed", "Running", 60, running);
+    assert_eq!(
+        container(&pod)["ready"],
+        false,
+        "not ready before /tmp/ready exists"
+    );
+    s.kubectl_ok(&["exec", "probed", "--", "touch", "/tmp/ready"]);
+    wait_pod(&s, "probed", "Ready", 30, |p| {
+        container(p)["ready"] == true
+            && p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    });
+    s.kubectl_ok(&["exec", "probed", "--", "rm", "/tmp/alive"]);
+    wait_pod(&s, "probed", "a liveness restart", 60, |p| {
+        container(p)["restartCount"].as_i64().unwrap_or(0) >= 1 && running(p)
+    });
+    let events = s.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(events.contains("Unhealthy"), "{events}");
+}
+
+/// `kubectl logs -f` streams lines as the container writes them;
+/// `--tail` and `--previous` work.
+#[test]
+fn logs_follow_streams() {
+    let (s, node, _dir) = node("runc");
+    run_pod(
+        &s,
+        &node,
+        "talker",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"i=0; while [ $i -lt 600 ]; do echo line $i; i=$((i+1)); sleep 0.2; done\"]\n",
+    );
+    wait_pod(&s, "talker", "Running", 60, running);
+    let mut child = s
+        .kubectl_cmd()
+        .args(["logs", "-f", "talker"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "line 0");
+    // Lines written after the request started arrive on the open stream.
+    for _ in 0..5 {
+        let l = lines.next().unwrap().unwrap();
+        assert!(l.starts_with("line "), "{l}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let tail = s.kubectl_ok(&["logs", "talker", "--tail=2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+}
+
+/// `kubectl exec -it` runs a shell on a terminal.
+#[test]
+fn exec_with_a_terminal() {
+    let (s, node, _dir) = node("runc");
+    run_pod(
+        &s,
+        &node,
+        "shell",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n",
+    );
+    wait_pod(&s, "shell", "Running", 60, running);
+    // `script` gives kubectl a terminal, as a user's would be.
+    let kubectl = s.kubectl_cmd();
+    let envs: Vec<(String, String)> = kubectl
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect();
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            "kubectl exec -it shell -- sh -c 'tty; echo answer=$((6*7))'",
+            "/dev/null",
+        ])
+        .envs(envs)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("answer=42"), "{text}");
+    assert!(
+        text.contains("/dev/pts/") || text.contains("/dev/"),
+        "a terminal inside: {text}"
+    );
+}
+
+/// Pods that cannot run say why, and the agent serves the others.
+#[test]
+fn bad_pods_say_why() {
+    let (s, node, _dir) = node("runc");
+    run_pod(
+        &s,
+        &node,
+        "noimage",
+        "  containers:\n  - name: main\n    image: nothere:1.0\n",
+    );
+    run_pod(
+        &s,
+        &node,
+        "nocommand",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"/no/such/binary\"]\n",
+    );
+    run_pod(
+        &s,
+        &node,
+        "novolume",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - name: cfg\n      mountPath: /cfg\n  volumes:\n  - name: cfg\n    configMap:\n      name: absent\n",
+    );
+    run_pod(
+        &s,
+        &node,
+        "toobig",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n    resources:\n      requests:\n        memory: 100Ti\n",
+    );
+    run_pod(&s, &node, "fine", "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n");
+    let waiting = |reason: &'static str| {
+        move |p: &Value| {
+            let r = container(p)["state"]["waiting"]["reason"]
+                .as_str()
+                .unwrap_or_default();
+            r == reason || (reason == "ErrImagePull" && r == "ImagePullBackOff")
+        }
+    };
+    let pod = wait_pod(&s, "noimage", "ErrImagePull", 30, waiting("ErrImagePull"));
+    assert!(container(&pod)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("nothere:1.0"));
+    wait_pod(&s, "nocommand", "a start error", 30, |p| {
+        let c = container(p);
+        c["lastState"]["terminated"]["reason"] == "StartError"
+            || c["state"]["terminated"]["reason"] == "StartError"
+            || c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    wait_pod(&s, "novolume", "ContainerCreating", 30, |p| {
+        container(p)["state"]["waiting"]["reason"] == "ContainerCreating"
+    });
+    let events = wait_for("a FailedMount event", Duration::from_secs(30), || {
+        let e = s.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=novolume",
+        ]);
+        e.contains("FailedMount").then_some(e)
+    });
+    assert!(events.contains("absent"), "{events}");
+    let pod = wait_pod(&s, "toobig", "rejected", 30, |p| phase(p) == "Failed");
+    assert_eq!(pod["status"]["reason"], "OutOfmemory");
+    wait_pod(&s, "fine", "Running", 60, running);
+    let describe = s.kubectl_ok(&["describe", "pod", "noimage"]);
+    assert!(describe.contains("nothere:1.0"), "{describe}");
+}
+
+/// The process runtime runs the same lifecycle without isolation.
+#[test]
+fn the_process_runtime_runs_pods() {
+    let (s, node, _dir) = node("process");
+    run_pod(
+        &s,
+        &node,
+        "plain",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo started; exec sleep 3600\"]\n",
+    );
+    let pod = wait_pod(&s, "plain", "Running", 60, running);
+    assert!(pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("127.77."));
+    let logs = wait_for("the first log line", Duration::from_secs(20), || {
+        let l = s.kubectl_ok(&["logs", "plain"]);
+        l.contains("started").then_some(l)
+    });
+    assert_eq!(logs, "started\n");
+    let out = s.kubectl(&["exec", "plain", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let conditions = s.kubectl_ok(&[
+        "get",
+        "node",
+        &node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+    ]);
+    assert!(conditions.contains("no isolation"), "{conditions}");
+    run_pod(
+        &s,
+        &node,
+        "once",
+        "  restartPolicy: OnFailure\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"exit 1\"]\n",
+    );
+    wait_pod(&s, "once", "a restart", 60, |p| {
+        container(p)["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "plain",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}
