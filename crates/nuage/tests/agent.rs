@@ -468,7 +468,7 @@ fn bad_pods_say_why() {
         "toobig",
         "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n    resources:\n      requests:\n        memory: 100Ti\n",
     );
-    run_pod(&s, &node, "fine", "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n");
+    run_pod(&s, &node, "fine", "  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n");
     let waiting = |reason: &'static str| {
         move |p: &Value| {
             let r = container(p)["state"]["waiting"]["reason"]
@@ -506,6 +506,11 @@ fn bad_pods_say_why() {
     wait_pod(&s, "fine", "Running", 60, running);
     let describe = s.kubectl_ok(&["describe", "pod", "noimage"]);
     assert!(describe.contains("nothere:1.0"), "{describe}");
+    // A new image for a running container restarts it with that image.
+    s.kubectl_ok(&["set", "image", "pod/fine", "main=img/serv:0.5.0"]);
+    wait_pod(&s, "fine", "the new image running", 60, |p| {
+        container(p)["image"] == "img/serv:0.5.0" && running(p) && container(p)["restartCount"] == 1
+    });
 }
 
 /// The process runtime runs the same lifecycle without isolation.
@@ -555,4 +560,111 @@ fn the_process_runtime_runs_pods() {
         "--wait=true",
         "--timeout=60s",
     ]);
+}
+
+/// A `nuage agent` process joins a control plane that runs no agent of its
+/// own: the same client code over HTTPS, its own data dir and image store.
+#[test]
+fn a_separate_agent_joins_and_runs_pods() {
+    struct Agent {
+        child: std::process::Child,
+        dir: tempfile::TempDir,
+    }
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+            let _ = Command::new(BIN)
+                .args(["reset", "--data-dir"])
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+    let s = NuageServer::start(BIN);
+    let dir = tempfile::Builder::new()
+        .prefix("nuage-remote-agent-")
+        .tempdir()
+        .expect("temp dir");
+    let out = Command::new(BIN)
+        .args(["image", "import"])
+        .arg(images().join("busybox.tar"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let flags = isolated_node_flags();
+    let node = flags[5].clone();
+    let token = std::fs::read_to_string(s.dir.join("admin-token")).unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["agent", "--server", &s.api, "--ca-file"])
+        .arg(s.dir.join("ca.crt"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--runtime", "runc", "--port", "0", "--node-ip", "127.0.0.1"])
+        .args(&flags)
+        .env("NUAGE_TOKEN", token.trim())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start nuage agent");
+    let agent = Agent { child, dir };
+    let agent_log =
+        || std::fs::read_to_string(agent.dir.path().join("agent.log")).unwrap_or_default();
+    wait_until(
+        "the agent's node to be Ready",
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if String::from_utf8_lossy(&out.stdout) == "True" {
+                Ok(())
+            } else {
+                Err(agent_log())
+            }
+        },
+    );
+    let lease = s.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        &node,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(lease, node);
+    run_pod(
+        &s,
+        &node,
+        "remote",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo from afar; exec sleep 3600\"]\n",
+    );
+    wait_pod(&s, "remote", "Running", 60, running);
+    let logs = wait_for("the log line", Duration::from_secs(20), || {
+        let l = s.kubectl_ok(&["logs", "remote"]);
+        l.contains("from afar").then_some(l)
+    });
+    assert_eq!(logs, "from afar\n");
+    assert_eq!(
+        s.kubectl_ok(&["exec", "remote", "--", "hostname"]).trim(),
+        "remote"
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "remote",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    drop(agent);
 }

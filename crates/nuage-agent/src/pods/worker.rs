@@ -106,8 +106,9 @@ pub async fn run(ctx: Arc<Context>, mut pods: watch::Receiver<Option<Pod>>, shar
                     w.stop_probes();
                     return;
                 }
-                match pods.borrow_and_update().clone() {
-                    Some(pod) => w.pod = pod,
+                let latest = pods.borrow_and_update().clone();
+                match latest {
+                    Some(pod) => w.update(pod).await,
                     None => w.removed = true,
                 }
             }
@@ -279,6 +280,42 @@ impl Worker {
             }
         }
         self.sync_shared();
+    }
+
+    /// Takes a newer version of the pod. A container whose image changed
+    /// (`kubectl set image`) is stopped and starts again with the new one,
+    /// as the kubelet does when a container's spec hash changes.
+    async fn update(&mut self, pod: Pod) {
+        let containers: Vec<Container> = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+            })
+            .cloned()
+            .collect();
+        self.pod = pod;
+        for i in 0..self.runs.len() {
+            let Some(new) = containers.iter().find(|c| c.name == self.runs[i].spec.name) else {
+                continue;
+            };
+            if new.image == self.runs[i].spec.image {
+                continue;
+            }
+            self.runs[i].spec = new.clone();
+            let running = self.runs[i]
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.ended.is_none());
+            if running {
+                // Restart at once, not after a crash back-off.
+                self.runs[i].backoff = Duration::ZERO;
+                self.restart_unhealthy(i, "definition changed").await;
+            }
+        }
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -640,6 +677,15 @@ impl Worker {
                 return;
             }
         };
+        if run_is_first_try(&self.runs[i]) {
+            self.ctx.events.pod(
+                &self.pod,
+                Some(field.clone()),
+                Kind::Normal,
+                "Pulled",
+                format!("Container image \"{image_ref}\" already present on machine"),
+            );
+        }
         let env = match spec::environment(&ctx.client, &pod, &spec_c, &image.config).await {
             Ok(env) => env,
             Err(e) => {
@@ -703,6 +749,15 @@ impl Worker {
         }
         run.image_id = image.id.clone();
         let started = runtime.start(&config).await;
+        if started.is_ok() {
+            self.ctx.events.pod(
+                &self.pod,
+                Some(field.clone()),
+                Kind::Normal,
+                "Created",
+                format!("Created container {}", spec_c.name),
+            );
+        }
         let run = &mut self.runs[i];
         if let Some(prev) = previous {
             // Keep one dead attempt (its log stays for --previous); remove
@@ -1109,6 +1164,15 @@ impl Worker {
             restart_policy: self.restart_policy(),
         }
     }
+}
+
+/// True before a container's first attempt (the image event is said once).
+fn run_is_first_try(run: &Run) -> bool {
+    run.attempt.is_none()
+        && run
+            .waiting
+            .as_ref()
+            .is_none_or(|(r, _)| r == "ContainerCreating")
 }
 
 /// Equal but for condition times that the builder carried over anyway.
