@@ -304,17 +304,26 @@ fn container_pid(s: &NuageServer, bridge: &str, pod: &str) -> u32 {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(12)
         .collect();
-    let out = Command::new("ip")
-        .args(["netns", "pids", &format!("{bridge}-{key}")])
-        .output()
-        .expect("ip netns pids");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
-        })
-        .unwrap_or_else(|| panic!("no sleep process in the netns of {pod} ({uid})"))
+    // Running is reported once the runtime started the container; its
+    // process may still be finishing its exec into `sleep`.
+    wait_until(
+        &format!("the sleep process of {pod}"),
+        Duration::from_secs(10),
+        || {
+            let out = Command::new("ip")
+                .args(["netns", "pids", &format!("{bridge}-{key}")])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+            pids.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .find(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "sleep")
+                })
+                .ok_or(format!("pids in the netns of {uid}: {pids}"))
+        },
+    )
 }
 
 /// A memory hog over its limit is OOMKilled.
