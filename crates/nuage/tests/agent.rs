@@ -677,3 +677,131 @@ fn a_separate_agent_joins_and_runs_pods() {
     ]);
     drop(agent);
 }
+
+/// Volumes of every kind reach the container; a preStop hook runs before
+/// the stop; a host port forwards to the pod; `runtimeClassName` picks the
+/// runtime per pod; `logs --previous` shows the attempt before a restart.
+#[test]
+fn volumes_hooks_host_ports_and_runtime_classes() {
+    let (s, node, dir) = node("runc");
+    let host_dir = dir.path().join("hostdir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("greeting"), "from the host\n").unwrap();
+    s.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=color=blue"]);
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "--from-literal=password=s3cret",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!(
+        r#"  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: img/serv:0.5.0
+    ports:
+    - containerPort: 9876
+      hostPort: {port}
+      hostIP: 127.0.0.1
+    env:
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: COLOR
+      valueFrom:
+        configMapKeyRef:
+          name: cfg
+          key: color
+    lifecycle:
+      preStop:
+        exec:
+          command: ["sh", "-c", "echo stopped-cleanly > /host/prestop"]
+    volumeMounts:
+    - {{name: scratch, mountPath: /scratch}}
+    - {{name: mem, mountPath: /mem}}
+    - {{name: host, mountPath: /host}}
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: pw, mountPath: /etc/pw}}
+    - {{name: info, mountPath: /etc/info}}
+  volumes:
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: mem, emptyDir: {{medium: Memory}}}}
+  - {{name: host, hostPath: {{path: {host}, type: Directory}}}}
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: pw, secret: {{secretName: pw}}}}
+  - name: info
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}
+"#,
+        host = host_dir.display()
+    );
+    run_pod(&s, &node, "vols", &spec);
+    wait_pod(&s, "vols", "Running", 60, running);
+    let sh = |cmd: &str| s.kubectl_ok(&["exec", "vols", "--", "sh", "-c", cmd]);
+    assert_eq!(sh("cat /host/greeting"), "from the host\n");
+    assert_eq!(sh("cat /etc/cfg/color"), "blue");
+    assert_eq!(sh("cat /etc/pw/password"), "s3cret");
+    assert_eq!(sh("cat /etc/info/name"), "vols");
+    assert_eq!(sh("cat /etc/info/labels"), "app=\"vols\"");
+    assert_eq!(sh("echo $POD_NAME $COLOR"), "vols blue\n");
+    assert!(sh("grep ' /mem ' /proc/mounts").contains("tmpfs"));
+    sh("echo kept > /scratch/f && cat /scratch/f");
+    // The host port reaches the pod from the host.
+    let page = wait_for("the host port", Duration::from_secs(20), || {
+        http_get(&format!("127.0.0.1:{port}")).filter(|b| b.contains("200"))
+    });
+    assert!(page.contains("vols"), "{page}");
+    // Deleting runs the preStop hook first.
+    s.kubectl_ok(&["delete", "pod", "vols", "--wait=true", "--timeout=60s"]);
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("prestop")).unwrap(),
+        "stopped-cleanly\n"
+    );
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_none(),
+        "the host port closed with the pod"
+    );
+
+    // runtimeClassName: process on a runc node; --previous after a restart.
+    // The process runtime shares the host's /tmp: a marker file unique to
+    // this node tells the second attempt from the first.
+    let marker = format!("/tmp/nuage-classy-{node}");
+    run_pod(
+        &s,
+        &node,
+        "classy",
+        &format!("  runtimeClassName: process\n  restartPolicy: OnFailure\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"if [ -e {marker} ]; then echo second; exec sleep 3600; else touch {marker}; echo first; exit 1; fi\"]\n"),
+    );
+    let pod = wait_pod(&s, "classy", "restarted and running", 60, |p| {
+        running(p) && container(p)["restartCount"] == 1
+    });
+    assert!(container(&pod)["containerID"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("process://"));
+    let previous = s.kubectl_ok(&["logs", "classy", "--previous"]);
+    assert_eq!(previous, "first\n");
+    let current = wait_for("the second attempt's log", Duration::from_secs(20), || {
+        let l = s.kubectl_ok(&["logs", "classy", "-c", "main"]);
+        (!l.is_empty()).then_some(l)
+    });
+    assert_eq!(current, "second\n");
+    let _ = std::fs::remove_file(&marker);
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "classy",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}
