@@ -74,6 +74,8 @@ struct Run {
 
 struct Attempt {
     id: String,
+    /// The image's `StopSignal` (SIGTERM when it names none).
+    stop_signal: i32,
     number: i32,
     started_at: i64,
     /// `Some` once it exited.
@@ -260,8 +262,16 @@ impl Worker {
             }
             run.restart_count = run.restart_count.max(number);
             run.waiting = None;
+            let stop_signal = run
+                .spec
+                .image
+                .as_deref()
+                .and_then(|image| self.ctx.images.resolve(image).ok().flatten())
+                .map(|image| signal_number(&image.config.stop_signal))
+                .unwrap_or(15);
             run.attempt = Some(Attempt {
                 id: c.id.clone(),
+                stop_signal,
                 number,
                 started_at: c.started_at,
                 ended: None,
@@ -463,7 +473,7 @@ impl Worker {
             format!("Container {} {why}, will be restarted", run.spec.name),
         );
         let id = attempt.id.clone();
-        let stop_signal = stop_signal(&self.ctx, &run.spec);
+        let stop_signal = attempt.stop_signal;
         let spec = run.spec.clone();
         let target = self.probe_ip();
         // Stopping can take the whole grace period: do it beside the worker.
@@ -773,6 +783,7 @@ impl Worker {
                 run.waiting = None;
                 run.attempt = Some(Attempt {
                     id: id.clone(),
+                    stop_signal: signal_number(&image.config.stop_signal),
                     number,
                     started_at: status.started_at,
                     ended: None,
@@ -805,6 +816,7 @@ impl Worker {
                 let now = now_secs();
                 run.attempt = Some(Attempt {
                     id: id.clone(),
+                    stop_signal: signal_number(&image.config.stop_signal),
                     number,
                     started_at: now,
                     ended: None,
@@ -1004,7 +1016,7 @@ impl Worker {
                 let id = a.id.clone();
                 let spec = r.spec.clone();
                 let running = a.ended.is_none();
-                let signal = stop_signal(&self.ctx, &r.spec);
+                let signal = a.stop_signal;
                 let ip = self.probe_ip();
                 if running {
                     self.ctx.events.pod(
@@ -1211,8 +1223,33 @@ pub fn log_path(pod_dir: &std::path::Path, name: &str, attempt: i32) -> PathBuf 
         .join(format!("{attempt}.log"))
 }
 
-fn stop_signal(_ctx: &Context, _spec: &Container) -> i32 {
-    15
+/// A signal number from an image's `StopSignal` (`SIGQUIT`, `QUIT`, `3`);
+/// SIGTERM when absent or unknown.
+fn signal_number(name: &str) -> i32 {
+    const NAMES: [(&str, i32); 12] = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("USR2", 12),
+        ("TERM", 15),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("WINCH", 28),
+        ("PWR", 30),
+    ];
+    let name = name.trim();
+    if let Ok(n) = name.parse::<i32>() {
+        return if (1..=64).contains(&n) { n } else { 15 };
+    }
+    let bare = name.strip_prefix("SIG").unwrap_or(name);
+    NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(bare))
+        .map(|(_, v)| *v)
+        .unwrap_or(15)
 }
 
 /// preStop, then the stop signal, then SIGKILL after the grace period.
@@ -1263,4 +1300,23 @@ async fn stop_container(
     }
     let _ = runtime.kill(id, 9).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), runtime.wait(id)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_by_name_or_number() {
+        assert_eq!(signal_number(""), 15);
+        assert_eq!(signal_number("SIGQUIT"), 3);
+        assert_eq!(signal_number("quit"), 3);
+        assert_eq!(signal_number("9"), 9);
+        assert_eq!(signal_number("SIGBOGUS"), 15);
+        assert_eq!(
+            container_id("0123-4567-89ab-cdef-0000", "web", 3),
+            "0123456789ab-web-3"
+        );
+        assert_eq!(attempt_of("0123456789ab-web-3"), 3);
+    }
 }
