@@ -805,3 +805,46 @@ fn volumes_hooks_host_ports_and_runtime_classes() {
         "--timeout=60s",
     ]);
 }
+
+/// Init containers run in order, each to completion, before the
+/// containers; a pod whose containers all succeed is Succeeded; a failed
+/// init container with `restartPolicy: Never` fails the pod.
+#[test]
+fn init_containers_run_first_and_pods_complete() {
+    let (s, node, _dir) = node("crun");
+    run_pod(
+        &s,
+        &node,
+        "staged",
+        "  restartPolicy: Never\n  initContainers:\n  - name: one\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo one >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  - name: two\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo two >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"cat\", \"/work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  volumes:\n  - {name: work, emptyDir: {}}\n",
+    );
+    let pod = wait_pod(&s, "staged", "Succeeded", 60, |p| phase(p) == "Succeeded");
+    let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(inits.len(), 2);
+    for i in inits {
+        assert_eq!(i["state"]["terminated"]["reason"], "Completed", "{i}");
+    }
+    assert_eq!(
+        container(&pod)["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    assert_eq!(s.kubectl_ok(&["logs", "staged"]), "one\ntwo\n");
+    assert_eq!(s.kubectl_ok(&["logs", "staged", "-c", "one"]), "");
+
+    run_pod(
+        &s,
+        &node,
+        "badinit",
+        "  restartPolicy: Never\n  initContainers:\n  - name: fail\n    image: busybox:latest\n    command: [\"false\"]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"true\"]\n",
+    );
+    let pod = wait_pod(&s, "badinit", "Failed", 60, |p| phase(p) == "Failed");
+    assert_eq!(
+        pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        1
+    );
+    assert!(
+        container(&pod)["state"]["waiting"].is_object(),
+        "the main container never ran: {}",
+        container(&pod)
+    );
+}
