@@ -443,6 +443,8 @@ fn exec_with_a_terminal() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("answer=42"), "{text}");
+    // Nothing but the command's output: no echoed `^@` of a stray NUL.
+    assert!(text.starts_with("/dev/pts/"), "{text:?}");
     assert!(
         text.contains("/dev/pts/") || text.contains("/dev/"),
         "a terminal inside: {text}"
