@@ -18,6 +18,7 @@ use crate::network::{NetworkConfig, PodNetwork};
 use crate::node::{self, NodeIdentity};
 use crate::pods::{Context, PodManager, Recorder, Runtimes};
 use crate::runtime::{Engine, OciRuntime, ProcessRuntime, Runtime, RuntimeOptions};
+use crate::server::tls::ServingCertificate;
 
 /// Which runtime runs pods that name no runtime class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +108,17 @@ pub async fn run(config: AgentConfig, stop: watch::Receiver<bool>) -> anyhow::Re
     });
     let manager = PodManager::new(Arc::clone(&ctx));
 
+    let certificate =
+        ServingCertificate::load_or_create(&agent_dir.join("tls"), config.node_ip, &facts.hostname)
+            .context("the agent's serving certificate")?;
+    let tls = certificate.server_config()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("agent listen on {}", config.listen))?;
     let port = listener.local_addr()?.port();
     let router = crate::server::router(config.token.clone(), manager.clone());
     let mut server_stop = stop.clone();
-    let server = tokio::spawn(crate::server::serve(listener, router, async move {
+    let server = tokio::spawn(crate::server::serve(listener, tls, router, async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
 
@@ -127,6 +132,7 @@ pub async fn run(config: AgentConfig, stop: watch::Receiver<bool>) -> anyhow::Re
         runtime_version,
         data_dir: config.data_dir.clone(),
         runtime_warning: warning,
+        certificate_sha256: certificate.sha256.clone(),
     };
     let node_uid = node::register(&config.client, &identity)
         .await
@@ -207,66 +213,4 @@ fn runtimes(
         },
     };
     Ok((Runtimes { default, by_class }, warning))
-}
-
-/// Removes everything an agent made on this host for `data_dir`: every
-/// container (killed), the pods' network namespaces, veths and bridge,
-/// their mounts and files. Images stay. For `nuage reset` and tests.
-pub async fn reset(data_dir: &std::path::Path, shim_exe: PathBuf) -> anyhow::Result<()> {
-    let agent_dir = data_dir.join("agent");
-    if !agent_dir.exists() {
-        return Ok(());
-    }
-    for kind in ["process", "crun", "runc"] {
-        let options = RuntimeOptions {
-            shim_exe: shim_exe.clone(),
-            state_dir: agent_dir.join("containers").join(kind),
-            engine: Engine::parse(kind),
-            engine_root: Some(agent_dir.join("engine").join(kind)),
-        };
-        if !options.state_dir.exists() {
-            continue;
-        }
-        let runtime: Box<dyn Runtime> = if kind == "process" {
-            Box::new(ProcessRuntime::new(options)?)
-        } else {
-            match OciRuntime::new(options) {
-                Ok(r) => Box::new(r),
-                Err(e) => {
-                    tracing::warn!(engine = kind, error = %format!("{e:#}"), "cannot reset containers");
-                    continue;
-                }
-            }
-        };
-        for c in runtime.list().await.unwrap_or_default() {
-            let _ = runtime.kill(&c.id, 9).await;
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(10), runtime.wait(&c.id)).await;
-            if let Err(e) = runtime.remove(&c.id).await {
-                tracing::warn!(container = %c.id, error = %format!("{e:#}"), "remove failed");
-            }
-        }
-    }
-    let pods_dir = agent_dir.join("pods");
-    if let Ok(dirs) = std::fs::read_dir(&pods_dir) {
-        for d in dirs.filter_map(Result::ok) {
-            let _ = crate::volumes::cleanup(&d.path()).await;
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string(agent_dir.join("network.json")) {
-        let saved: serde_json::Value = serde_json::from_str(&text)?;
-        let bridge = saved["bridge"].as_str().unwrap_or("nuage0").to_string();
-        let cidr = saved["podCIDR"].as_str().unwrap_or("10.88.0.0/16");
-        let (ip, bits) = cidr.split_once('/').unwrap_or(("10.88.0.0", "16"));
-        let network = PodNetwork::setup(NetworkConfig {
-            netns_prefix: format!("{bridge}-"),
-            bridge,
-            pod_cidr: (ip.parse()?, bits.parse()?),
-            state_dir: agent_dir.join("network"),
-        })
-        .await?;
-        network.reset().await?;
-    }
-    std::fs::remove_dir_all(&agent_dir)?;
-    Ok(())
 }

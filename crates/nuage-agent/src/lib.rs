@@ -17,6 +17,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod reset;
 pub mod runtime;
 pub mod server;
 pub mod volumes;

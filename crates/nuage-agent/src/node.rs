@@ -50,6 +50,9 @@ pub struct NodeIdentity {
     /// A problem with the runtime that users must see (e.g. "no isolation:
     /// the process runtime is in use").
     pub runtime_warning: Option<String>,
+    /// SHA-256 (hex) of the agent's serving certificate: the API server
+    /// talks to the agent only if it presents this one.
+    pub certificate_sha256: String,
 }
 
 /// Creates or updates the Node and returns its uid.
@@ -61,6 +64,10 @@ pub async fn register(client: &Client, id: &NodeIdentity) -> anyhow::Result<Stri
             Some(mut node) => {
                 let meta_labels = node.metadata.labels.get_or_insert_with(BTreeMap::new);
                 meta_labels.extend(labels.clone());
+                node.metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(annotations(id));
                 let spec = node.spec.get_or_insert_with(NodeSpec::default);
                 spec.pod_cidr = Some(id.pod_cidr.clone());
                 spec.pod_cidrs = Some(vec![id.pod_cidr.clone()]);
@@ -75,6 +82,7 @@ pub async fn register(client: &Client, id: &NodeIdentity) -> anyhow::Result<Stri
                     metadata: ObjectMeta {
                         name: Some(id.name.clone()),
                         labels: Some(labels.clone()),
+                        annotations: Some(annotations(id)),
                         ..ObjectMeta::default()
                     },
                     spec: Some(NodeSpec {
@@ -95,6 +103,14 @@ pub async fn register(client: &Client, id: &NodeIdentity) -> anyhow::Result<Stri
         update_status(client, id, &facts, None).await?;
         return Ok(uid);
     }
+}
+
+/// The pin of the agent's certificate, for the API server's proxy.
+fn annotations(id: &NodeIdentity) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        crate::server::tls::CERTIFICATE_ANNOTATION.to_string(),
+        id.certificate_sha256.clone(),
+    )])
 }
 
 fn labels(id: &NodeIdentity, facts: &HostFacts) -> BTreeMap<String, String> {

@@ -150,6 +150,7 @@ impl Runtime for HostRuntime {
                 let status = child.wait().await?;
                 Ok(status.code().unwrap_or(-1))
             }),
+            kill: None,
         })
     }
     async fn stats(&self, _: &str) -> anyhow::Result<ContainerStats> {

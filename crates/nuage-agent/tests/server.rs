@@ -1,11 +1,13 @@
 //! The agent's log and exec endpoints over real sockets: log files written
 //! in the CRI format, exec of real host processes (pipes, or a pty for
-//! `tty`), a real WebSocket client speaking `v5.channel.k8s.io`.
+//! `tty`), a real WebSocket client speaking `v5.channel.k8s.io`. The agent
+//! serves TLS only; clients pin its certificate as the API server does.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +15,11 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use nuage_agent::runtime::{ExecSession, ExecSpec};
+use nuage_agent::server::tls::ServingCertificate;
 use nuage_agent::server::{self, LogFiles, LookupError, PodContainers};
+use nuage_api::rest::agent_tls;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -28,10 +33,12 @@ const DEADLINE: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------- fixture
 
 /// One pod `ns/web` with one container `app`, whose log files live in a
-/// temporary directory, and whose exec runs host processes.
+/// temporary directory, and whose exec runs host processes. `calls` counts
+/// every lookup, of any pod.
 struct HostPods {
     dir: PathBuf,
     running: watch::Receiver<bool>,
+    calls: Arc<AtomicUsize>,
 }
 
 impl HostPods {
@@ -46,6 +53,7 @@ impl HostPods {
 #[async_trait::async_trait]
 impl PodContainers for HostPods {
     fn logs(&self, namespace: &str, pod: &str, container: &str) -> Result<LogFiles, LookupError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         check(namespace, pod, container)?;
         let previous = Self::previous(&self.dir);
         Ok(LogFiles {
@@ -62,6 +70,7 @@ impl PodContainers for HostPods {
         container: &str,
         spec: ExecSpec,
     ) -> Result<ExecSession, LookupError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         check(namespace, pod, container)?;
         if spec.tty {
             exec_on_pty(spec)
@@ -112,6 +121,7 @@ fn exit_future(mut child: tokio::process::Child) -> ExecSession {
             let st = child.wait().await?;
             Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
         }),
+        kill: None,
     }
 }
 
@@ -182,11 +192,18 @@ fn exec_on_pty(spec: ExecSpec) -> Result<ExecSession, LookupError> {
     Ok(session)
 }
 
-/// A running agent server over a temporary log directory; stops on drop.
+/// A running agent server (TLS, its own self-signed certificate) over a
+/// temporary log directory; stops on drop.
 struct Agent {
     addr: std::net::SocketAddr,
+    /// The SHA-256 of its certificate, as it would pin it on its Node.
+    sha256: String,
     dir: tempfile::TempDir,
     running: watch::Sender<bool>,
+    /// Requests that reached the agent's router, with a token or not.
+    requests: Arc<AtomicUsize>,
+    /// Lookups of pods the router made (`HostPods::calls`).
+    calls: Arc<AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -197,24 +214,46 @@ impl Agent {
             .tempdir()
             .unwrap();
         let (running, running_rx) = watch::channel(true);
+        let calls = Arc::new(AtomicUsize::new(0));
         let pods = Arc::new(HostPods {
             dir: dir.path().to_path_buf(),
             running: running_rx,
+            calls: Arc::clone(&calls),
         });
+        let certificate = ServingCertificate::load_or_create(
+            &dir.path().join("tls"),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            "localhost",
+        )
+        .unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&requests);
+        // Outside the agent's own layers: counts requests its token check
+        // refuses too.
+        let router = server::router(TOKEN.into(), pods).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                next.run(req)
+            },
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server::serve(
             listener,
-            server::router(TOKEN.into(), pods),
+            certificate.server_config().unwrap(),
+            router,
             async move {
                 let _ = stopped.await;
             },
         ));
         Self {
             addr,
+            sha256: certificate.sha256.clone(),
             dir,
             running,
+            requests,
+            calls,
             _stop: stop,
         }
     }
@@ -233,49 +272,79 @@ impl Agent {
     }
 
     async fn get_with(&self, path: &str, token: Option<&str>) -> (u16, hyper::body::Incoming) {
-        get_at(self.addr, path, token).await
+        request_at(self.addr, Some(&self.sha256), path, token)
+            .await
+            .unwrap()
     }
 
     /// A GET whose whole body is read (the stream must end).
     async fn get_text(&self, path: &str) -> (u16, String) {
-        get_text_at(self.addr, path, Some(TOKEN)).await
+        let (code, body) = self.get(path).await;
+        (code, read_body(body).await)
     }
 }
 
-/// A plain HTTP GET; the status and the body as it streams.
-async fn get_at(
+/// A byte stream to a server: plain TCP, or TLS to a pinned agent.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects to `addr`; with `pin` (SHA-256 hex), over TLS trusting only
+/// that certificate, as the API server connects to agents.
+async fn open(addr: std::net::SocketAddr, pin: Option<&str>) -> std::io::Result<Box<dyn Io>> {
+    let stream = TcpStream::connect(addr).await?;
+    let Some(pin) = pin else {
+        return Ok(Box::new(stream));
+    };
+    let config = agent_tls::client_config(agent_tls::parse_sha256(pin).unwrap()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(addr.ip().into(), stream)
+        .await?;
+    Ok(Box::new(tls))
+}
+
+/// A GET over `open(addr, pin)`; the status and the body as it streams.
+async fn request_at(
     addr: std::net::SocketAddr,
+    pin: Option<&str>,
     path: &str,
     token: Option<&str>,
-) -> (u16, hyper::body::Incoming) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
+) -> Result<(u16, hyper::body::Incoming), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = open(addr, pin).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let mut req = hyper::Request::get(path).header("host", addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     let resp = sender
-        .send_request(
-            req.body(http_body_util::Empty::<bytes::Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.into_body())
+        .send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new())?)
+        .await?;
+    Ok((resp.status().as_u16(), resp.into_body()))
 }
 
-/// A GET whose whole body is read (the stream must end).
+/// A plain HTTP GET (the API server in these tests); the status and the
+/// body as it streams.
+async fn get_at(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, hyper::body::Incoming) {
+    request_at(addr, None, path, token).await.unwrap()
+}
+
+/// A plain HTTP GET whose whole body is read (the stream must end).
 async fn get_text_at(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let (code, body) = get_at(addr, path, token).await;
+    (code, read_body(body).await)
+}
+
+async fn read_body(body: hyper::body::Incoming) -> String {
     let bytes = tokio::time::timeout(DEADLINE, body.collect())
         .await
         .expect("the body ends")
         .unwrap()
         .to_bytes();
-    (code, String::from_utf8(bytes.to_vec()).unwrap())
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 fn append(path: &Path, text: &str) {
@@ -491,7 +560,7 @@ async fn requests_without_the_token_are_refused() {
     }
     // A WebSocket upgrade without the token gets no socket.
     let url = format!(
-        "ws://{}/exec/ns/web/app?command=true&stdout=true",
+        "wss://{}/exec/ns/web/app?command=true&stdout=true",
         agent.addr
     );
     let mut req = url.into_client_request().unwrap();
@@ -499,7 +568,7 @@ async fn requests_without_the_token_are_refused() {
         "sec-websocket-protocol",
         HeaderValue::from_static("v5.channel.k8s.io"),
     );
-    match tokio_tungstenite::connect_async(req).await {
+    match ws_connect(agent.addr, Some(&agent.sha256), req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 401)
         }
@@ -507,16 +576,65 @@ async fn requests_without_the_token_are_refused() {
     }
 }
 
-// ---------------------------------------------------------------- exec
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-async fn connect_exec(agent: &Agent, query: &str, protocol: &'static str) -> Socket {
-    let url = format!("ws://{}/exec/ns/web/app?{query}", agent.addr);
-    connect_ws(&url, TOKEN, protocol).await
+#[tokio::test]
+async fn the_agent_speaks_only_tls_with_its_own_certificate() {
+    let agent = Agent::start().await;
+    agent.write_current(&rec(1, "stdout", "F", "secret"));
+    // Plain HTTP gets no answer: the request never reaches a handler.
+    let plain = tokio::time::timeout(
+        DEADLINE,
+        request_at(agent.addr, None, LOG_PATH, Some(TOKEN)),
+    )
+    .await
+    .expect("the agent answers or hangs up");
+    assert!(plain.is_err(), "plain HTTP was answered");
+    // A client pinning another certificate refuses the agent's.
+    let other = nuage_agent::server::tls::sha256_hex(b"another certificate");
+    let pinned_elsewhere = request_at(agent.addr, Some(&other), LOG_PATH, Some(TOKEN)).await;
+    let err = pinned_elsewhere.expect_err("the handshake fails");
+    let io = err.downcast_ref::<std::io::Error>().expect("an I/O error");
+    let mismatch = agent_tls::fingerprint_mismatch(io).expect("a pin mismatch");
+    assert_eq!(mismatch.presented, agent.sha256);
+    assert_eq!(agent.requests.load(Ordering::SeqCst), 0);
+    // The pinned client gets through.
+    let (code, text) = agent.get_text(LOG_PATH).await;
+    assert_eq!((code, text.as_str()), (200, "secret\n"));
+    assert_eq!(agent.requests.load(Ordering::SeqCst), 1);
 }
 
-async fn connect_ws(url: &str, token: &str, protocol: &'static str) -> Socket {
+// ---------------------------------------------------------------- exec
+
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+type Handshake = Result<
+    (
+        Socket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+>;
+
+/// A WebSocket handshake over `open(addr, pin)`.
+async fn ws_connect(
+    addr: std::net::SocketAddr,
+    pin: Option<&str>,
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Handshake {
+    let stream = open(addr, pin).await?;
+    tokio_tungstenite::client_async(req, stream).await
+}
+
+async fn connect_exec(agent: &Agent, query: &str, protocol: &'static str) -> Socket {
+    let url = format!("wss://{}/exec/ns/web/app?{query}", agent.addr);
+    connect_ws(agent.addr, Some(&agent.sha256), &url, TOKEN, protocol).await
+}
+
+async fn connect_ws(
+    addr: std::net::SocketAddr,
+    pin: Option<&str>,
+    url: &str,
+    token: &str,
+    protocol: &'static str,
+) -> Socket {
     let mut req = url.into_client_request().unwrap();
     let h = req.headers_mut();
     h.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
@@ -524,7 +642,7 @@ async fn connect_ws(url: &str, token: &str, protocol: &'static str) -> Socket {
         "authorization",
         HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    let (socket, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (socket, resp) = ws_connect(addr, pin, req).await.unwrap();
     assert_eq!(
         resp.headers()["sec-websocket-protocol"],
         protocol,
@@ -741,7 +859,7 @@ async fn exec_refusals_are_plain_http_statuses() {
     let agent = Agent::start().await;
     // No such pod: 404 before any upgrade.
     let url = format!(
-        "ws://{}/exec/ns/nope/app?command=true&stdout=true",
+        "wss://{}/exec/ns/nope/app?command=true&stdout=true",
         agent.addr
     );
     let mut req = url.into_client_request().unwrap();
@@ -753,7 +871,7 @@ async fn exec_refusals_are_plain_http_statuses() {
         "authorization",
         HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
     );
-    match tokio_tungstenite::connect_async(req).await {
+    match ws_connect(agent.addr, Some(&agent.sha256), req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 404);
             let status: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
@@ -781,8 +899,13 @@ async fn exec_refusals_are_plain_http_statuses() {
 
 const API_TOKEN: &str = "api-admin-token";
 
-/// A real API server (SQLite store, plain HTTP) holding a Node whose agent
-/// address is `agent_port` on loopback, and pods on it; stops on drop.
+/// A real API server (SQLite store, plain HTTP) holding Nodes whose agent
+/// address is `agent_port` on loopback, and pods on them; stops on drop.
+///
+/// - `node-a` pins the agent's certificate (`pin`); pods `web` (on it) and
+///   `pending` (on no node);
+/// - `node-unpinned` has no pin; pod `web-unpinned`;
+/// - `node-wrong` pins another certificate; pod `web-wrong`.
 struct ApiServer {
     addr: std::net::SocketAddr,
     dir: tempfile::TempDir,
@@ -790,12 +913,12 @@ struct ApiServer {
 }
 
 impl ApiServer {
-    async fn start(agent_port: u16) -> Self {
-        Self::start_with(agent_port, false).await
+    async fn start(agent_port: u16, pin: &str) -> Self {
+        Self::start_with(agent_port, pin, false).await
     }
 
     /// With `tls`, serves HTTPS and writes `DIR/kubeconfig` for kubectl.
-    async fn start_with(agent_port: u16, tls: bool) -> Self {
+    async fn start_with(agent_port: u16, pin: &str, tls: bool) -> Self {
         use nuage_api::storage::Objects;
         let dir = tempfile::Builder::new()
             .prefix("nuage-agent-proxy-")
@@ -819,20 +942,38 @@ impl ApiServer {
         });
         let rt = |plural| nuage_model::registry::lookup("", "v1", plural).unwrap();
         let objects = &state.objects;
-        objects
-            .create(
-                rt("nodes"),
-                serde_json::json!({
-                    "apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},
-                    "status": {
-                        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                        "daemonEndpoints": {"kubeletEndpoint": {"Port": agent_port}},
-                    },
-                }),
-            )
-            .await
-            .unwrap();
-        for (name, node) in [("web", "node-a"), ("pending", "")] {
+        let wrong_pin = nuage_agent::server::tls::sha256_hex(b"another agent's certificate");
+        for (node, pin) in [
+            ("node-a", Some(pin)),
+            ("node-unpinned", None),
+            ("node-wrong", Some(wrong_pin.as_str())),
+        ] {
+            let mut metadata = serde_json::json!({"name": node});
+            if let Some(pin) = pin {
+                metadata["annotations"] = serde_json::json!({
+                    nuage_agent::server::tls::CERTIFICATE_ANNOTATION: pin,
+                });
+            }
+            objects
+                .create(
+                    rt("nodes"),
+                    serde_json::json!({
+                        "apiVersion": "v1", "kind": "Node", "metadata": metadata,
+                        "status": {
+                            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                            "daemonEndpoints": {"kubeletEndpoint": {"Port": agent_port}},
+                        },
+                    }),
+                )
+                .await
+                .unwrap();
+        }
+        for (name, node) in [
+            ("web", "node-a"),
+            ("pending", ""),
+            ("web-unpinned", "node-unpinned"),
+            ("web-wrong", "node-wrong"),
+        ] {
             objects
                 .create(
                     rt("pods"),
@@ -881,7 +1022,7 @@ const API_LOG: &str = "/api/v1/namespaces/ns/pods/web/log";
 #[tokio::test]
 async fn api_server_streams_logs_from_the_agent() {
     let agent = Agent::start().await;
-    let api = ApiServer::start(agent.addr.port()).await;
+    let api = ApiServer::start(agent.addr.port(), &agent.sha256).await;
     agent.write_current(&rec(1, "stdout", "F", "before"));
 
     let (code, mut body) = get_at(
@@ -918,7 +1059,7 @@ async fn api_server_streams_logs_from_the_agent() {
 #[tokio::test]
 async fn api_server_checks_before_forwarding() {
     let agent = Agent::start().await;
-    let api = ApiServer::start(agent.addr.port()).await;
+    let api = ApiServer::start(agent.addr.port(), &agent.sha256).await;
     agent.write_current(&rec(1, "stdout", "F", "secret"));
     let status = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
 
@@ -970,7 +1111,7 @@ async fn api_server_says_when_the_agent_is_unreachable() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
     };
-    let api = ApiServer::start(port).await;
+    let api = ApiServer::start(port, &"00".repeat(32)).await;
     let (code, text) = get_text_at(api.addr, API_LOG, Some(API_TOKEN)).await;
     assert_eq!(code, 503);
     let status: Value = serde_json::from_str(&text).unwrap();
@@ -981,10 +1122,86 @@ async fn api_server_says_when_the_agent_is_unreachable() {
     );
 }
 
+#[test]
+fn agent_and_api_server_name_the_same_annotation() {
+    assert_eq!(
+        nuage_agent::server::tls::CERTIFICATE_ANNOTATION,
+        agent_tls::CERTIFICATE_ANNOTATION
+    );
+}
+
+/// A Node without the pin, or pinning another certificate: the client gets
+/// a 503 saying why, and the agent sees no request (so never the token).
+#[tokio::test]
+async fn api_server_sends_nothing_to_an_agent_it_cannot_authenticate() {
+    let agent = Agent::start().await;
+    let api = ApiServer::start(agent.addr.port(), &agent.sha256).await;
+    agent.write_current(&rec(1, "stdout", "F", "secret"));
+    let cases = [
+        (
+            "web-unpinned",
+            "node node-unpinned has no nuage.io/agent-certificate-sha256 annotation",
+        ),
+        ("web-wrong", "the agent of node node-wrong at 127.0.0.1:"),
+    ];
+    for (pod, why) in cases {
+        let logs = format!("/api/v1/namespaces/ns/pods/{pod}/log?follow=true");
+        let (code, text) = get_text_at(api.addr, &logs, Some(API_TOKEN)).await;
+        assert_eq!(code, 503, "{text}");
+        let status: Value = serde_json::from_str(&text).unwrap();
+        let message = status["message"].as_str().unwrap();
+        assert!(message.starts_with(why), "{message}");
+        assert!(!text.contains("secret"));
+        if pod == "web-wrong" {
+            assert!(
+                message.contains(&format!(
+                    "the certificate presented has SHA-256 {}",
+                    agent.sha256
+                )),
+                "{message}"
+            );
+        }
+
+        let exec = format!(
+            "ws://{}/api/v1/namespaces/ns/pods/{pod}/exec?command=cat&stdin=true&stdout=true",
+            api.addr
+        );
+        let mut req = exec.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("v5.channel.k8s.io"),
+        );
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {API_TOKEN}")).unwrap(),
+        );
+        match ws_connect(api.addr, None, req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 503);
+                let body = String::from_utf8_lossy(resp.body().as_deref().unwrap()).into_owned();
+                assert!(body.contains(why), "{body}");
+            }
+            other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+        }
+    }
+    assert_eq!(
+        agent.requests.load(Ordering::SeqCst),
+        0,
+        "requests reached the agent"
+    );
+    assert_eq!(agent.calls.load(Ordering::SeqCst), 0, "pods were looked up");
+
+    // The same agent behind the Node that pins it is reached.
+    let (code, text) = get_text_at(api.addr, API_LOG, Some(API_TOKEN)).await;
+    assert_eq!((code, text.as_str()), (200, "secret\n"));
+    assert_eq!(agent.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(agent.calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn api_server_proxies_exec_websockets_to_the_agent() {
     let agent = Agent::start().await;
-    let api = ApiServer::start(agent.addr.port()).await;
+    let api = ApiServer::start(agent.addr.port(), &agent.sha256).await;
     let url = |q: &str| {
         format!(
             "ws://{}/api/v1/namespaces/ns/pods/web/exec?container=app&{q}",
@@ -993,7 +1210,7 @@ async fn api_server_proxies_exec_websockets_to_the_agent() {
     };
 
     let q = command_query(&["cat"], "stdin&stdout&stderr");
-    let mut socket = connect_ws(&url(&q), API_TOKEN, "v5.channel.k8s.io").await;
+    let mut socket = connect_ws(api.addr, None, &url(&q), API_TOKEN, "v5.channel.k8s.io").await;
     socket
         .send(stdin_frame(b"through the proxy\n"))
         .await
@@ -1012,7 +1229,7 @@ async fn api_server_proxies_exec_websockets_to_the_agent() {
     assert_eq!(got.pongs, [b"ping".to_vec()]);
 
     let q = command_query(&["sh", "-c", "echo bye >&2; exit 3"], "stdout&stderr");
-    let mut socket = connect_ws(&url(&q), API_TOKEN, "v5.channel.k8s.io").await;
+    let mut socket = connect_ws(api.addr, None, &url(&q), API_TOKEN, "v5.channel.k8s.io").await;
     let got = receive_all(&mut socket).await;
     assert_eq!(got.stderr(), "bye\n");
     assert_eq!(got.status()["details"]["causes"][0]["message"], "3");
@@ -1032,7 +1249,7 @@ async fn api_server_proxies_exec_websockets_to_the_agent() {
         }
         req
     };
-    match tokio_tungstenite::connect_async(handshake("stdout=true", Some(API_TOKEN))).await {
+    match ws_connect(api.addr, None, handshake("stdout=true", Some(API_TOKEN))).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 400);
             let body = String::from_utf8_lossy(resp.body().as_deref().unwrap()).into_owned();
@@ -1041,7 +1258,7 @@ async fn api_server_proxies_exec_websockets_to_the_agent() {
         other => panic!("expected a 400, got {:?}", other.map(|(_, r)| r.status())),
     }
     // Without the API server's token nothing reaches the agent.
-    match tokio_tungstenite::connect_async(handshake(&q, None)).await {
+    match ws_connect(api.addr, None, handshake(&q, None)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 401)
         }
@@ -1062,7 +1279,7 @@ async fn kubectl_logs_and_exec_reach_the_agent() {
         return;
     }
     let agent = Agent::start().await;
-    let api = ApiServer::start_with(agent.addr.port(), true).await;
+    let api = ApiServer::start_with(agent.addr.port(), &agent.sha256, true).await;
     let kubectl = |args: &[&str]| {
         let mut c = tokio::process::Command::new("kubectl");
         c.env("KUBECONFIG", api.dir.path().join("kubeconfig"))

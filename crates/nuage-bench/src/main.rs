@@ -10,15 +10,21 @@
 //! - `watch-nuage` / `watch-etcd`: watch fan-out — W watchers, then one
 //!   write at a time; the time from issuing the write until every watcher
 //!   has received its event;
-//! - `startup`: time from spawning a command until a URL answers 200.
+//! - `startup`: time from spawning a command until a URL answers 200;
+//! - `pods`: the node agent's figures (issue 4): pod start latency through a
+//!   watch, a burst of pods, and the agent's CPU and memory with idle pods;
+//! - `oci-floor`: the same container started by bare crun or runc.
 //!
 //! Every loop is bounded in count and in time. Each figure is printed on
 //! stdout as `name value unit`; progress and errors go to stderr.
 
 mod args;
 mod etcd;
+mod floor;
 mod https;
 mod load;
+mod pods;
+mod procfs;
 mod startup;
 mod stats;
 mod watch;
@@ -31,7 +37,11 @@ const USAGE: &str = "usage: nuage-bench <command> [--flag value]...
   etcd-range  --endpoint URL --key K [--prefix] [--n 50] [--max-secs 30] [--name grpc_range]
   watch-nuage --api URL --dir DIR [--watchers 1000] [--writes 50] [--warmup 3] [--server-pid PID]
   watch-etcd  --endpoint URL [--watchers 1000] [--writes 50] [--warmup 3] [--conns 10] [--server-pid PID]
-  startup     --url URL [--runs 10] [--wipe DIR] [--timeout-ms 10000] [--name startup] -- CMD ARGS...";
+  startup     --url URL [--runs 10] [--wipe DIR] [--timeout-ms 10000] [--name startup] -- CMD ARGS...
+  pods        --api URL --dir DIR --node NODE --agent-dir DIR [--agent-pid PID] [--server-pid PID]
+              [--figures \"serial burst idle\"] [--n 30] [--burst 100] [--idle 50] [--idle-secs 30]
+              [--image busybox:latest] [--ns default]
+  oci-floor   --engine crun|runc --bundle DIR --root DIR [--mode run|start] [--n 30] [--name NAME]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +58,7 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "startup" => startup::run(&parsed),
+        "oci-floor" => floor::run(&parsed),
         other => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
                     "etcd-range" => etcd::range(&parsed).await,
                     "watch-nuage" => watch::nuage(&parsed).await,
                     "watch-etcd" => watch::etcd(&parsed).await,
+                    "pods" => pods::run(&parsed).await,
                     _ => Err(format!("unknown command {other:?}\n{USAGE}")),
                 }
             })

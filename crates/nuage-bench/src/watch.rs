@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::args::Args;
 use crate::https::{self, Api};
+use crate::procfs::cpu_ms;
 use crate::stats::{figure, latency_figures};
 
 /// How long one write may take to reach every watcher before the run fails.
@@ -90,18 +91,6 @@ fn number_after(hay: &[u8], marker: &[u8]) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// CPU time (user + system) a process has used, in ms, from
-/// `/proc/PID/stat` (`self` for this one); clock ticks of 10 ms (USER_HZ).
-fn cpu_ms(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses: utime and
-    // stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks * 10.0)
 }
 
 /// How a fan-out run goes: warm-up writes, measured writes, and the server

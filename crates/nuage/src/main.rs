@@ -42,8 +42,14 @@ fn main() -> std::process::ExitCode {
     // synchronous code that forks and execs, so it runs before any tokio
     // runtime or logging exists.
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some("shim") {
-        return nuage_agent::runtime::shim::main(args.collect());
+    match args.nth(1).as_deref() {
+        Some("shim") => return nuage_agent::runtime::shim::main(args.collect()),
+        // `nuage exec-reaper PID_FILE RUNC…` (hidden): waits for a process
+        // `runc exec -d` left behind, for exec with a terminal.
+        Some(nuage_agent::runtime::exec::reaper::SUBCOMMAND) => {
+            return nuage_agent::runtime::exec::reaper::main(args.collect())
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -75,7 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Reset(args) => {
                 let dir = args.data_dir.unwrap_or_else(files::default_data_dir);
                 let exe = std::env::current_exe()?;
-                nuage_agent::agent::reset(&dir, exe).await
+                nuage_agent::reset::reset(&dir, exe).await
             }
         }
     });

@@ -52,14 +52,75 @@ fn images() -> PathBuf {
     dir
 }
 
+/// A node's data dir that, when dropped (after its server, which resets
+/// the node as it stops), checks that nothing the node made is left: no
+/// shim, no mount, no network namespace, no bridge.
+struct NodeDir {
+    dir: tempfile::TempDir,
+    bridge: String,
+}
+
+impl NodeDir {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NodeDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let path = self.dir.path().to_string_lossy().into_owned();
+        let shims: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("shim\0{path}")))
+            })
+            .collect();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&path))
+            .map(str::to_string)
+            .collect();
+        let netns: Vec<String> = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .lines()
+        .filter(|l| l.starts_with(&format!("{}-", self.bridge)))
+        .map(str::to_string)
+        .collect();
+        let bridge = Command::new("ip")
+            .args(["link", "show", &self.bridge])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(
+            shims.is_empty() && mounts.is_empty() && netns.is_empty() && !bridge,
+            "the node left: shims {shims:?}, mounts {mounts:?}, netns {netns:?}, bridge {bridge}"
+        );
+    }
+}
+
 /// A server with an agent using `runtime`, both seed images imported.
-fn node(runtime: &str) -> (NuageServer, String, tempfile::TempDir) {
-    let (s, node, dir, _) = node_with_flags(runtime);
-    (s, node, dir)
+/// The data dir comes first: bound first, it is dropped last, after the
+/// server has stopped and its node has been reset (then it checks that
+/// nothing is left).
+fn node(runtime: &str) -> (NodeDir, NuageServer, String) {
+    let (dir, s, node, _) = node_with_flags(runtime);
+    (dir, s, node)
 }
 
 /// [`node`], also returning the server's flags (to start it again).
-fn node_with_flags(runtime: &str) -> (NuageServer, String, tempfile::TempDir, Vec<String>) {
+fn node_with_flags(runtime: &str) -> (NodeDir, NuageServer, String, Vec<String>) {
     let dir = tempfile::Builder::new()
         .prefix("nuage-agent-test-")
         .tempdir()
@@ -88,7 +149,11 @@ fn node_with_flags(runtime: &str) -> (NuageServer, String, tempfile::TempDir, Ve
         let out = server.kubectl(&["get", "node", &node, "-o", "json"]);
         out.status.success().then_some(())
     });
-    (server, node, dir, flags)
+    let dir = NodeDir {
+        dir,
+        bridge: flags[1].clone(),
+    };
+    (dir, server, node, flags)
 }
 
 fn run_pod(s: &NuageServer, node: &str, name: &str, spec: &str) {
@@ -168,7 +233,7 @@ const SERV: &str = "  containers:\n  - name: sise\n    image: img/serv:0.5.0\n  
 /// The course's example pod runs, answers on podIP:9876 with a page that
 /// names it, and `kubectl exec -- cat /etc/hostname` prints its name.
 fn serves_the_course_example(runtime: &str) {
-    let (s, node, _dir) = node(runtime);
+    let (_dir, s, node) = node(runtime);
     run_pod(&s, &node, "sise", SERV);
     let pod = wait_pod(&s, "sise", "Running and Ready", 60, |p| {
         running(p) && container(p)["ready"] == true
@@ -235,7 +300,7 @@ fn crun_serves_the_course_example() {
 /// count).
 #[test]
 fn restarts_killed_containers_and_survives_agent_restarts() {
-    let (s, node, dir, flags) = node_with_flags("runc");
+    let (dir, s, node, flags) = node_with_flags("runc");
     run_pod(
         &s,
         &node,
@@ -329,7 +394,7 @@ fn container_pid(s: &NuageServer, bridge: &str, pod: &str) -> u32 {
 /// A memory hog over its limit is OOMKilled.
 #[test]
 fn a_memory_hog_is_oom_killed() {
-    let (s, node, _dir) = node("runc");
+    let (_dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -348,7 +413,7 @@ fn a_memory_hog_is_oom_killed() {
 /// Liveness failures restart the container; readiness drives Ready.
 #[test]
 fn probes_restart_and_gate_readiness() {
-    let (s, node, _dir) = node("runc");
+    let (_dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -386,7 +451,7 @@ fn probes_restart_and_gate_readiness() {
 /// `--tail` and `--previous` work.
 #[test]
 fn logs_follow_streams() {
-    let (s, node, _dir) = node("runc");
+    let (_dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -417,7 +482,7 @@ fn logs_follow_streams() {
 /// `kubectl exec -it` runs a shell on a terminal.
 #[test]
 fn exec_with_a_terminal() {
-    let (s, node, _dir) = node("runc");
+    let (_dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -454,7 +519,7 @@ fn exec_with_a_terminal() {
 /// Pods that cannot run say why, and the agent serves the others.
 #[test]
 fn bad_pods_say_why() {
-    let (s, node, _dir) = node("runc");
+    let (_dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -527,7 +592,7 @@ fn bad_pods_say_why() {
 /// The process runtime runs the same lifecycle without isolation.
 #[test]
 fn the_process_runtime_runs_pods() {
-    let (s, node, _dir) = node("process");
+    let (_dir, s, node) = node("process");
     run_pod(
         &s,
         &node,
@@ -685,7 +750,7 @@ fn a_separate_agent_joins_and_runs_pods() {
 /// runtime per pod; `logs --previous` shows the attempt before a restart.
 #[test]
 fn volumes_hooks_host_ports_and_runtime_classes() {
-    let (s, node, dir) = node("runc");
+    let (dir, s, node) = node("runc");
     let host_dir = dir.path().join("hostdir");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("greeting"), "from the host\n").unwrap();
@@ -813,7 +878,7 @@ fn volumes_hooks_host_ports_and_runtime_classes() {
 /// init container with `restartPolicy: Never` fails the pod.
 #[test]
 fn init_containers_run_first_and_pods_complete() {
-    let (s, node, _dir) = node("crun");
+    let (_dir, s, node) = node("crun");
     run_pod(
         &s,
         &node,

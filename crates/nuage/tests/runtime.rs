@@ -14,13 +14,13 @@ use nuage_agent::images::{Image, ImageConfig};
 use nuage_agent::runtime::cgroups::{CgroupMode, Cgroups};
 use nuage_agent::runtime::{
     spec, ContainerConfig, ContainerState, ContainerStatus, Engine, ExecSpec, Mount, OciRuntime,
-    ProcessRuntime, Resources, Runtime, RuntimeOptions,
+    ProcessRuntime, Reader, Resources, Runtime, RuntimeOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "dd", "hostname", "true", "false",
+    "sh", "echo", "cat", "sleep", "dd", "hostname", "true", "false", "tty", "stty",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -536,6 +536,120 @@ async fn bad_command_fails_to_start(kind: Kind) {
     }
 }
 
+/// Reads `reader` into `seen` until `want` shows up.
+async fn read_until(reader: &mut Reader, seen: &mut String, want: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut buf = [0u8; 1024];
+    while !seen.contains(want) {
+        let n = tokio::time::timeout_at(deadline, reader.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {want:?} in {seen:?}"))
+            .unwrap();
+        assert!(n > 0, "output ended before {want:?}: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// A terminal exec gets a real terminal: in the container's /dev/pts for
+/// runc and crun (sent over the console socket), its controlling terminal
+/// (`/dev/tty` opens), and resizes reach it.
+async fn exec_on_a_terminal(kind: Kind) {
+    let Some(mut fx) = Fixture::new(kind) else {
+        return;
+    };
+    let config = fx.config("tty", &["sleep", "600"]);
+    fx.start(&config).await;
+    let script = "tty; : </dev/tty && echo ctty=yes; read go; stty size; exit 5";
+    let mut session = fx
+        .runtime
+        .exec(
+            &config.id,
+            ExecSpec {
+                argv: ["sh", "-c", script].map(String::from).to_vec(),
+                tty: true,
+                stdin: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(session.stderr.is_none());
+    let mut seen = String::new();
+    read_until(&mut session.stdout, &mut seen, "ctty=yes\r\n").await;
+    assert!(seen.starts_with("/dev/pts/"), "{seen:?}");
+    (session.resize.as_ref().expect("a terminal resizes"))(123, 45).unwrap();
+    let mut stdin = session.stdin.take().expect("stdin was asked for");
+    stdin.write_all(b"go\n").await.unwrap();
+    read_until(&mut session.stdout, &mut seen, "45 123\r\n").await;
+    let code = tokio::time::timeout(TIMEOUT, session.exit).await.unwrap();
+    assert_eq!(code.unwrap(), 5);
+    // The output ends with the process.
+    let mut rest = String::new();
+    tokio::time::timeout(TIMEOUT, session.stdout.read_to_string(&mut rest))
+        .await
+        .expect("the terminal's output ends")
+        .unwrap();
+}
+
+/// The host pid of the process whose argv is `sleep SECONDS` (argv[0] may be
+/// a path into the image's layers).
+fn find_sleep(seconds: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        (argv.len() >= 2 && argv[0].ends_with(b"sleep") && argv[1] == seconds.as_bytes())
+            .then_some(pid)
+    })
+}
+
+/// Killing a session kills the exec'd process itself (not only `runc
+/// exec`, which would leave it running in the container), with or without
+/// a terminal.
+async fn killing_a_session_kills_the_process(kind: Kind) {
+    let Some(mut fx) = Fixture::new(kind) else {
+        return;
+    };
+    let config = fx.config("killexec", &["sleep", "600"]);
+    fx.start(&config).await;
+    for tty in [false, true] {
+        // A duration no other test's sleep has: it names the process.
+        let seconds = (100_000 + rand::random::<u32>() % 800_000).to_string();
+        let session = fx
+            .runtime
+            .exec(
+                &config.id,
+                ExecSpec {
+                    argv: vec!["sleep".into(), seconds.clone()],
+                    tty,
+                    stdin: false,
+                },
+            )
+            .await
+            .unwrap();
+        let mut pid = None;
+        wait_until("the exec'd process", || {
+            pid = find_sleep(&seconds);
+            pid.is_some()
+        })
+        .await;
+        let pid = pid.unwrap();
+        (session.kill.as_ref().expect("the runtime kills execs"))();
+        let code = tokio::time::timeout(TIMEOUT, session.exit)
+            .await
+            .expect("the exec ends once killed");
+        assert_eq!(code.unwrap(), 137, "tty={tty}");
+        wait_until("the killed process to be gone", || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .await;
+    }
+    // The container itself runs on.
+    assert!(matches!(
+        fx.runtime.status(&config.id).await.unwrap().unwrap().state,
+        ContainerState::Running { .. }
+    ));
+}
+
 macro_rules! runtime_tests {
     ($module:ident, $kind:expr, [$($test:ident),* $(,)?]) => {
         mod $module {
@@ -559,6 +673,8 @@ runtime_tests!(
         sigterm_and_sigkill,
         oom_killed,
         hostname_and_exec,
+        exec_on_a_terminal,
+        killing_a_session_kills_the_process,
         readopted_after_restart,
         remove_running,
         bad_command_fails_to_start,
@@ -573,6 +689,8 @@ runtime_tests!(
         sigterm_and_sigkill,
         oom_killed,
         hostname_and_exec,
+        exec_on_a_terminal,
+        killing_a_session_kills_the_process,
         readopted_after_restart,
         remove_running,
         bad_command_fails_to_start,
@@ -586,6 +704,8 @@ runtime_tests!(
         exit_code,
         sigterm_and_sigkill,
         exec_on_host,
+        exec_on_a_terminal,
+        killing_a_session_kills_the_process,
         readopted_after_restart,
         remove_running,
         bad_command_fails_to_start,

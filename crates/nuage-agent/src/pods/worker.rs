@@ -887,6 +887,11 @@ impl Worker {
                         return;
                     }
                     Err(e) => {
+                        // Removed meanwhile (the pod is being torn down), or
+                        // the worker is gone: nobody needs the answer.
+                        if events.is_closed() || matches!(runtime.status(&id).await, Ok(None)) {
+                            return;
+                        }
                         tracing::warn!(container = %id, error = %format!("{e:#}"), "wait failed; retrying");
                         let mut tick = tokio::time::interval(Duration::from_secs(1));
                         tick.tick().await;

@@ -1,6 +1,7 @@
 //! `exec` probes: a command run in the container through the runtime,
-//! healthy when it exits 0. On timeout the session is dropped (its pipes
-//! close); the runtime has no way to kill one exec'd process.
+//! healthy when it exits 0. On timeout, or when the probe is dropped before
+//! the command ended, the command is killed (the session's kill switch),
+//! not left running in the container.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use k8s_openapi::api::core::v1::ExecAction;
 use tokio::io::AsyncReadExt;
 
 use super::{ProbeResult, ProbeTarget};
-use crate::runtime::{ExecSession, ExecSpec, Reader};
+use crate::runtime::{ExecSession, ExecSpec, KillFn, Reader};
 
 /// How much of the command's output is kept for the event message.
 const MAX_OUTPUT: usize = 10 * 1024;
@@ -23,22 +24,33 @@ pub(super) async fn probe(
         return ProbeResult::Failure("the exec probe has no command".into());
     }
     let shown = argv.join(" ");
-    let attempt = async {
-        let spec = ExecSpec {
-            argv,
-            tty: false,
-            stdin: false,
-        };
-        let ExecSession {
-            stdout,
-            stderr,
-            exit,
-            ..
-        } = target
-            .runtime
-            .exec(target.container_id, spec)
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || ProbeResult::Failure(format!("command \"{shown}\" timed out"));
+    let spec = ExecSpec {
+        argv,
+        tty: false,
+        stdin: false,
+    };
+    let session =
+        match tokio::time::timeout_at(deadline, target.runtime.exec(target.container_id, spec))
             .await
-            .map_err(|e| format!("{e:#}"))?;
+        {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => return ProbeResult::Failure(format!("{e:#}")),
+            Err(_) => return timed_out(),
+        };
+    let ExecSession {
+        stdout,
+        stderr,
+        exit,
+        kill,
+        ..
+    } = session;
+    // Armed until the command ends: a probe that overran its timeout, or a
+    // hook whose caller gave up on it (the probe future dropped), must not
+    // leave its command running in the container, one more each period.
+    let mut kill = KillOnDrop(kill);
+    let attempt = async {
         let stderr = async {
             match stderr {
                 Some(r) => read_capped(r).await,
@@ -50,7 +62,11 @@ pub(super) async fn probe(
         output.extend_from_slice(&errors);
         Ok::<_, String>((code, output))
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    let result = tokio::time::timeout_at(deadline, attempt).await;
+    if result.is_ok() {
+        kill.0 = None;
+    }
+    match result {
         Ok(Ok((0, _))) => ProbeResult::Success,
         Ok(Ok((code, output))) => {
             let output = String::from_utf8_lossy(&output);
@@ -62,7 +78,18 @@ pub(super) async fn probe(
             })
         }
         Ok(Err(why)) => ProbeResult::Failure(why),
-        Err(_) => ProbeResult::Failure(format!("command \"{shown}\" timed out")),
+        Err(_) => timed_out(),
+    }
+}
+
+/// Kills the exec'd command when dropped while still holding the switch.
+struct KillOnDrop(Option<KillFn>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(kill) = self.0.take() {
+            kill();
+        }
     }
 }
 

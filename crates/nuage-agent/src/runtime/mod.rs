@@ -159,7 +159,17 @@ pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 /// Sets a terminal's size (columns, rows).
 pub type ResizeFn = Box<dyn Fn(u16, u16) -> io::Result<()> + Send + Sync>;
 
+/// Resolves to the exit code of an exec'd process.
+pub type ExitFuture = Pin<Box<dyn Future<Output = io::Result<i32>> + Send>>;
+
+/// Kills an exec'd process (see [`ExecSession::kill`]).
+pub type KillFn = Box<dyn Fn() + Send + Sync>;
+
 /// A process started in a container by [`Runtime::exec`].
+///
+/// Dropping the session does not end the process (its pipes close, which
+/// most commands notice); call [`kill`](Self::kill) when nobody will read
+/// its output any more: a client gone, a probe timed out.
 pub struct ExecSession {
     /// The process's stdin (when asked for). Dropping it closes stdin.
     pub stdin: Option<Writer>,
@@ -170,7 +180,13 @@ pub struct ExecSession {
     /// Resizes the terminal (columns, rows); `None` without `tty`.
     pub resize: Option<ResizeFn>,
     /// Resolves to the exit code when the process ends.
-    pub exit: Pin<Box<dyn Future<Output = io::Result<i32>> + Send>>,
+    pub exit: ExitFuture,
+    /// Sends SIGKILL to the process in the container (not just to the OCI
+    /// runtime's `exec`, which would leave it running); `exit` then
+    /// resolves (137). Returns at once: the kill is carried out in the
+    /// background, and calling it again, or after the exit, does nothing.
+    /// `None` when the runtime cannot kill one exec'd process.
+    pub kill: Option<KillFn>,
 }
 
 /// A container runtime.

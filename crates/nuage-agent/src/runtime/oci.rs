@@ -9,6 +9,7 @@ use tokio::process::Command;
 
 use super::cgroups::Cgroups;
 use super::detect::{self, Engine, OciEngine};
+use super::exec::{self, console::ConsoleSocket, KillTarget};
 use super::rootfs::{self, RootfsDirs};
 use super::state::{CgroupRef, Launch, ShimSpec};
 use super::supervise::Supervisor;
@@ -51,12 +52,14 @@ pub struct OciRuntime {
     containers: Supervisor,
     engine: OciEngine,
     global_args: Vec<String>,
+    /// The `nuage` binary, run as `nuage exec-reaper` for terminals on runc.
+    exec_reaper: PathBuf,
 }
 
 impl OciRuntime {
     /// Probes the OCI runtime (cached) and opens the state directory.
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
-        let containers = Supervisor::new(options.state_dir.clone(), options.shim_exe)?;
+        let containers = Supervisor::new(options.state_dir.clone(), options.shim_exe.clone())?;
         let engine = detect::detect(options.engine, &options.state_dir)
             .map_err(|why| anyhow::anyhow!("no working OCI runtime: {why}"))?;
         let global_args = match &options.engine_root {
@@ -67,6 +70,7 @@ impl OciRuntime {
             containers,
             engine,
             global_args,
+            exec_reaper: options.shim_exe,
         })
     }
 
@@ -235,9 +239,50 @@ impl Runtime for OciRuntime {
         if exec.argv.is_empty() {
             bail!("exec needs a command");
         }
-        let mut cmd = self.engine_command();
-        cmd.arg("exec").arg(id).args(&exec.argv);
-        super::exec::spawn(cmd, &exec)
+        let dir = self.containers.container_dir(id)?;
+        let name = exec::unique_name();
+        // The process's host pid, to kill it when the session is killed.
+        let pid_file = dir.join(format!("{name}.pid"));
+        let target = KillTarget::PidFile(pid_file.clone());
+        if !exec.tty {
+            let mut cmd = self.engine_command();
+            cmd.arg("exec")
+                .arg("--pid-file")
+                .arg(&pid_file)
+                .arg(id)
+                .args(&exec.argv);
+            return exec::spawn_piped(cmd, &exec, target);
+        }
+        // The terminal is allocated inside the container and its master
+        // sent to us, as containerd and CRI-O do it.
+        let console = ConsoleSocket::bind(&dir, &format!("{name}.sock"))
+            .context("listen on a console socket")?;
+        let mut cmd = match self.engine.engine {
+            // runc takes a console socket only with `-d`, and then exits at
+            // once: the exec reaper waits for the process in its place.
+            Engine::Runc => {
+                let mut cmd = Command::new(&self.exec_reaper);
+                cmd.arg(exec::reaper::SUBCOMMAND)
+                    .arg(&pid_file)
+                    .args(self.engine.command())
+                    .args(&self.global_args)
+                    .args(["exec", "-d"]);
+                cmd
+            }
+            Engine::Crun => {
+                let mut cmd = self.engine_command();
+                cmd.arg("exec");
+                cmd
+            }
+        };
+        cmd.arg("-t")
+            .arg("--console-socket")
+            .arg(console.path())
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .args(&exec.argv);
+        exec::spawn_with_console(cmd, &exec, console, target).await
     }
 
     async fn stats(&self, id: &str) -> anyhow::Result<ContainerStats> {

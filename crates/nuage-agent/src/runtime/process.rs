@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::exec::KillTarget;
 use super::state::{Launch, ShimSpec};
 use super::supervise::Supervisor;
 use super::{
@@ -237,12 +238,34 @@ impl Runtime for ProcessRuntime {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let mut cmd = tokio::process::Command::new(resolve_program(&layers, program, &path_var));
+        let program = resolve_program(&layers, program, &path_var);
+        let setsid = exec.tty.then(find_setsid).flatten();
+        let mut cmd = match &setsid {
+            // A new session whose controlling terminal is the pty (job
+            // control, ^C): `setsid -c` does the setsid and TIOCSCTTY we may
+            // not do between fork and exec without unsafe code. Spawned
+            // outside any process group of its own, so setsid needs no fork
+            // and keeps the pid; the session's group then has that pid.
+            Some(setsid) => {
+                let mut cmd = tokio::process::Command::new(setsid);
+                cmd.arg("-c").arg(program);
+                cmd
+            }
+            None => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.process_group(0);
+                cmd
+            }
+        };
         cmd.args(&exec.argv[1..])
             .env_clear()
             .envs(env)
             .current_dir(cwd);
-        super::exec::spawn(cmd, &exec)
+        if exec.tty {
+            super::exec::spawn_on_host_pty(cmd, &exec, KillTarget::OwnGroup)
+        } else {
+            super::exec::spawn_piped(cmd, &exec, KillTarget::OwnGroup)
+        }
     }
 
     async fn stats(&self, id: &str) -> anyhow::Result<ContainerStats> {
@@ -251,6 +274,15 @@ impl Runtime for ProcessRuntime {
             .with_context(|| format!("container {id} is not running"))?;
         proc_stats(pid)
     }
+}
+
+/// util-linux's `setsid`, if the host has it (else a terminal exec runs
+/// without a controlling terminal).
+fn find_setsid() -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join("setsid"))
+        .find(|p| p.is_file())
 }
 
 /// CPU time and resident memory of one process, from /proc.

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use super::status::Status;
 use super::{LookupError, Shared};
-use crate::runtime::{ExecSession, ExecSpec, Reader, Writer};
+use crate::runtime::{ExecSession, ExecSpec, ExitFuture, Reader, ResizeFn, Writer};
 
 /// The subprotocols spoken, preferred first.
 const V5: &str = "v5.channel.k8s.io";
@@ -158,10 +158,10 @@ async fn run(
     opts: ExecOptions,
     started: Result<ExecSession, (String, i32)>,
 ) {
+    let tty = opts.tty;
     let (sink, incoming) = socket.split();
     let (tx, rx) = mpsc::channel::<Message>(16);
-    let writer = write_frames(sink, rx);
-    let (stdin, resize, produce) = match started {
+    let (stdin, resize, kill, produce) = match started {
         Ok(session) => {
             let ExecSession {
                 stdin,
@@ -169,12 +169,13 @@ async fn run(
                 stderr,
                 resize,
                 exit,
+                kill,
             } = session;
             let produce = async move {
                 let status = outputs_then_status(&opts, stdout, stderr, exit, &tx).await;
                 let _ = tx.send(frame(STATUS, status.to_string().as_bytes())).await;
             };
-            (stdin, resize, futures::future::Either::Left(produce))
+            (stdin, resize, kill, futures::future::Either::Left(produce))
         }
         Err((message, exit_code)) => {
             tracing::info!(%message, exit_code, "exec failed to start");
@@ -189,10 +190,25 @@ async fn run(
                 let status = exit_status(exit_code, &message);
                 let _ = tx.send(frame(STATUS, status.to_string().as_bytes())).await;
             };
-            (None, None, futures::future::Either::Right(produce))
+            (None, None, None, futures::future::Either::Right(produce))
         }
     };
-    let mut input = tokio::spawn(read_input(incoming, stdin, resize, v5).in_current_span());
+    // Nobody would see the process's output any more: it must not run on
+    // in the container (a kill after its exit does nothing).
+    let kill_process = || {
+        if let Some(kill) = &kill {
+            kill();
+        }
+    };
+    let writer = async {
+        let sink = write_frames(sink, rx).await;
+        if sink.is_none() {
+            tracing::debug!("client stopped taking frames; killing the process");
+            kill_process();
+        }
+        sink
+    };
+    let mut input = tokio::spawn(read_input(incoming, stdin, resize, v5, tty).in_current_span());
     tokio::select! {
         (sink, ()) = futures::future::join(writer, produce) => {
             if let Some(mut sink) = sink {
@@ -204,8 +220,10 @@ async fn run(
                 input.abort();
             }
         }
-        // The client closed the socket: drop the session (its stdin closes).
-        _ = &mut input => tracing::debug!("client left before the process ended"),
+        _ = &mut input => {
+            tracing::debug!("client left before the process ended; killing it");
+            kill_process();
+        }
     }
 }
 
@@ -229,7 +247,7 @@ async fn outputs_then_status(
     opts: &ExecOptions,
     stdout: Reader,
     stderr: Option<Reader>,
-    exit: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<i32>> + Send>>,
+    exit: ExitFuture,
     tx: &mpsc::Sender<Message>,
 ) -> Value {
     let outputs = futures::future::join(pump(stdout, STDOUT, opts.stdout, tx.clone()), async {
@@ -302,17 +320,17 @@ async fn pump(mut r: Reader, channel: u8, wanted: bool, tx: mpsc::Sender<Message
     }
 }
 
-type Resize = Box<dyn Fn(u16, u16) -> std::io::Result<()> + Send + Sync>;
-
 /// Reads the client's frames: stdin, resizes, and (v5) the close of stdin.
 /// Returns when the client closes the socket. Pings are answered by the
 /// WebSocket layer as they are read.
 async fn read_input(
     mut incoming: SplitStream<WebSocket>,
     mut stdin: Option<Writer>,
-    resize: Option<Resize>,
+    resize: Option<ResizeFn>,
     v5: bool,
+    tty: bool,
 ) {
+    let mut first_stdin = true;
     while let Some(msg) = incoming.next().await {
         let data: Bytes = match msg {
             Ok(Message::Binary(b)) => b,
@@ -324,6 +342,12 @@ async fn read_input(
             continue;
         };
         match channel {
+            // kubectl's first stdin frame on a terminal is a lone NUL (sent
+            // with its first resize, before anything was typed): written to
+            // the terminal it would be echoed as a stray `^@`.
+            STDIN if std::mem::take(&mut first_stdin) && tty && payload == [0] => {
+                tracing::debug!("dropped the client's opening NUL");
+            }
             STDIN => {
                 if let Some(w) = stdin.as_mut() {
                     if w.write_all(payload).await.is_err() || w.flush().await.is_err() {

@@ -9,14 +9,16 @@
 //!
 //! Every request needs `Authorization: Bearer <token>`. Which pods exist and
 //! where their files are is asked of the agent core through
-//! [`PodContainers`]; this module owns only the protocol. It serves plain
-//! HTTP: fine on loopback, and a known gap for agents on other hosts (TLS
-//! with a pinned certificate is the follow-up).
+//! [`PodContainers`]; this module owns only the protocol. It serves TLS
+//! only, with the self-signed certificate of [`tls`], whose fingerprint the
+//! API server pins from the Node: the token never crosses the network in
+//! clear, and only this agent can receive it.
 
 mod auth;
 mod exec;
 pub mod logs;
 pub mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub use self::auth::constant_time_eq;
 pub use self::exec::ExecOptions;
@@ -143,14 +146,20 @@ async fn attach() -> Status {
 /// after shutdown before their connections are cut.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` (plain HTTP/1.1 and HTTP/2, with upgrades
-/// for exec) until `shutdown` resolves, then lets open requests finish for a
-/// few seconds.
+/// How long a client may take over the TLS handshake before its
+/// connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` over TLS with `tls` (HTTP/1.1 and HTTP/2,
+/// with upgrades for exec) until `shutdown` resolves, then lets open
+/// requests finish for a few seconds.
 pub async fn serve(
     listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let builder = Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -170,12 +179,28 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        // The handshake runs in the connection's task, so one slow client
+        // does not hold up the accept loop.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "agent server: tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "agent server: tls handshake timed out");
+                        return;
+                    }
+                };
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "agent server: connection ended");
             }
         });

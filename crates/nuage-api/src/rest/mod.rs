@@ -2,6 +2,7 @@
 //! every verb shares (the request context, JSON answers, warnings).
 
 mod admit;
+pub mod agent_tls;
 mod delete;
 mod gc;
 pub mod proxy;

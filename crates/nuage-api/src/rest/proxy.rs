@@ -9,8 +9,11 @@
 //! comes back, then bytes are copied both ways), so the WebSocket protocol
 //! is spoken end to end between kubectl and the agent. The client's own
 //! credentials stay here: the agent gets the token the API server holds for
-//! agents. Plain HTTP to the agent for now (TLS is a follow-up).
+//! agents, and only over TLS to the certificate the Node pins
+//! ([`agent_tls`]): a Node without the pin, or an agent presenting another
+//! certificate, gets no request at all and the client a 503.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,14 +22,18 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use nuage_model::registry;
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
+use super::agent_tls::{self, CERTIFICATE_ANNOTATION};
 use super::Ctx;
 use crate::request::Query;
 use crate::status::{ApiError, ApiResult};
 
-/// How long connecting to an agent may take.
+/// How long connecting to an agent (TCP and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the agent may take to answer with its status line (a log
 /// stream's first bytes may come much later; only the head is bounded).
@@ -90,6 +97,7 @@ pub async fn forward(mut ctx: Ctx, method: Method) -> ApiResult<Response> {
             "node {node_name} has no agent address (status.addresses and status.daemonEndpoints.kubeletEndpoint.Port)"
         ))
     })?;
+    let pin = agent_pin(&node, node_name)?;
     let (agent_path, params) = match sub.as_str() {
         "log" => ("containerLogs", LOG_PARAMS),
         "exec" => ("exec", EXEC_PARAMS),
@@ -100,9 +108,13 @@ pub async fn forward(mut ctx: Ctx, method: Method) -> ApiResult<Response> {
     if !query.is_empty() {
         uri = format!("{uri}?{query}");
     }
+    let tls = agent_tls::client_config(pin)
+        .map_err(|e| ApiError::internal(format!("tls client configuration: {e}")))?;
     let agent = Agent {
         node: node_name.to_string(),
+        server_name: server_name(&addr),
         addr,
+        tls,
         token: ctx.state.agent_token.clone(),
     };
     tracing::debug!(node = %agent.node, addr = %agent.addr, %uri, "forwarding to the node agent");
@@ -191,6 +203,36 @@ pub fn agent_address(node: &Value) -> Option<String> {
     })
 }
 
+/// The SHA-256 of the agent's certificate the Node pins: without it the
+/// agent cannot be told from anyone on its address, so nothing is sent.
+pub fn agent_pin(node: &Value, node_name: &str) -> ApiResult<[u8; 32]> {
+    let Some(value) = node["metadata"]["annotations"][CERTIFICATE_ANNOTATION].as_str() else {
+        return Err(ApiError::unavailable(format!(
+            "node {node_name} has no {CERTIFICATE_ANNOTATION} annotation: its agent's certificate is unknown, so it cannot be reached safely (an agent sets it when it registers)"
+        )));
+    };
+    agent_tls::parse_sha256(value).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "node {node_name} has an invalid {CERTIFICATE_ANNOTATION} annotation {value:?}: want a SHA-256 as 64 hex digits"
+        ))
+    })
+}
+
+/// The name the TLS client gives for `host:port`: the IP, else the host
+/// name, else a fixed name. The pin, not the name, is what is checked.
+fn server_name(addr: &str) -> ServerName<'static> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ServerName::IpAddress(ip.into());
+    }
+    ServerName::try_from(host.to_string())
+        .unwrap_or_else(|_| ServerName::try_from("nuage-agent").expect("a valid DNS name"))
+}
+
 /// The query the agent gets: the parameters of `params` (repeated ones,
 /// like `command`, in the client's order).
 pub fn agent_query(query: &Query, params: &[&str]) -> String {
@@ -205,6 +247,9 @@ pub fn agent_query(query: &Query, params: &[&str]) -> String {
 struct Agent {
     node: String,
     addr: String,
+    server_name: ServerName<'static>,
+    /// Trusts only the certificate the Node pins.
+    tls: Arc<rustls::ClientConfig>,
     token: String,
 }
 
@@ -216,13 +261,36 @@ impl Agent {
         ))
     }
 
-    async fn connect(&self) -> ApiResult<TokioIo<TcpStream>> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+    /// A TLS connection to the agent whose certificate is the pinned one.
+    /// The token goes out only on a connection this returned.
+    async fn connect(&self) -> ApiResult<TokioIo<TlsStream<TcpStream>>> {
+        let connect = async {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            let _ = stream.set_nodelay(true);
+            TlsConnector::from(Arc::clone(&self.tls))
+                .connect(self.server_name.clone(), stream)
+                .await
+                .map_err(|e| self.handshake_failed(&e))
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| self.unreachable("connection timed out"))?
-            .map_err(|e| self.unreachable(e))?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|_| self.unreachable("connection timed out"))??;
         Ok(TokioIo::new(stream))
+    }
+
+    fn handshake_failed(&self, err: &std::io::Error) -> ApiError {
+        match agent_tls::fingerprint_mismatch(err) {
+            Some(m) => {
+                tracing::warn!(node = %self.node, addr = %self.addr, presented = %m.presented, pinned = %m.pinned, "agent certificate does not match the node's pin");
+                ApiError::unavailable(format!(
+                    "the agent of node {} at {} is not the one that registered the node: {m} ({CERTIFICATE_ANNOTATION}); nothing was sent to it",
+                    self.node, self.addr
+                ))
+            }
+            None => self.unreachable(format_args!("tls handshake: {err}")),
+        }
     }
 
     fn request(&self, method: Method, uri: &str) -> ApiResult<axum::http::request::Builder> {
@@ -407,6 +475,48 @@ mod tests {
         assert_eq!(agent_address(&node(host.clone(), json!(0))), None);
         assert_eq!(agent_address(&node(host, Value::Null)), None);
         assert_eq!(agent_address(&node(json!([]), json!(10250))), None);
+    }
+
+    #[test]
+    fn agent_pin_is_required_and_must_be_a_sha256() {
+        let node =
+            |annotations: Value| json!({"metadata": {"name": "n", "annotations": annotations}});
+        let pin = "AB".repeat(32);
+        assert_eq!(
+            agent_pin(&node(json!({CERTIFICATE_ANNOTATION: pin})), "n").unwrap(),
+            [0xab; 32]
+        );
+        let e = agent_pin(&node(Value::Null), "n").unwrap_err();
+        assert_eq!(e.code, 503);
+        assert!(
+            e.message
+                .starts_with("node n has no nuage.io/agent-certificate-sha256 annotation"),
+            "{}",
+            e.message
+        );
+        let e = agent_pin(&node(json!({CERTIFICATE_ANNOTATION: "abc"})), "n").unwrap_err();
+        assert_eq!(e.code, 503);
+        assert!(
+            e.message
+                .contains("invalid nuage.io/agent-certificate-sha256 annotation \"abc\""),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn server_name_is_the_address_or_a_fixed_name() {
+        let ip = |s: &str| ServerName::IpAddress(s.parse::<std::net::IpAddr>().unwrap().into());
+        assert_eq!(server_name("10.0.0.5:10250"), ip("10.0.0.5"));
+        assert_eq!(server_name("[fd00::5]:10250"), ip("fd00::5"));
+        assert_eq!(
+            server_name("host-a:7"),
+            ServerName::try_from("host-a").unwrap()
+        );
+        assert_eq!(
+            server_name("bad_name!:7"),
+            ServerName::try_from("nuage-agent").unwrap()
+        );
     }
 
     #[test]
