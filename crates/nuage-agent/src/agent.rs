@@ -64,7 +64,20 @@ pub async fn run(config: AgentConfig, stop: watch::Receiver<bool>) -> anyhow::Re
     let agent_dir = config.data_dir.join("agent");
     std::fs::create_dir_all(&agent_dir)
         .with_context(|| format!("create {}", agent_dir.display()))?;
-    let (runtimes, warning) = runtimes(&config, &agent_dir)?;
+    // Without root there are no namespaces, cgroups or bridges to make:
+    // pods run as processes on the host's network.
+    let root = rustix::process::geteuid().is_root();
+    let choice = if root {
+        config.runtime
+    } else {
+        RuntimeChoice::Process
+    };
+    let (runtimes, mut warning) = runtimes(&config, choice, &agent_dir)?;
+    if !root {
+        warning = Some(
+            "no isolation: the agent runs without root, so pods run as plain host processes (the process runtime) on the host's network".into(),
+        );
+    }
     let runtime_version = runtimes.default.version();
     match &warning {
         Some(w) => tracing::warn!(runtime = %runtime_version, "{w}"),
@@ -82,11 +95,13 @@ pub async fn run(config: AgentConfig, stop: watch::Receiver<bool>) -> anyhow::Re
         "podCIDR": format!("{}/{}", config.pod_cidr.0, config.pod_cidr.1),
     });
     std::fs::write(agent_dir.join("network.json"), saved.to_string())?;
-    let network = Arc::new(
+    let network = Arc::new(if root {
         PodNetwork::setup(network_config)
             .await
-            .with_context(|| format!("set up pod network on bridge {}", config.bridge))?,
-    );
+            .with_context(|| format!("set up pod network on bridge {}", config.bridge))?
+    } else {
+        PodNetwork::host_only(network_config)?
+    });
     let images = ImageStore::open(&config.data_dir).context("open the image store")?;
     let facts = HostFacts::read(&config.data_dir);
     let pods_dir = agent_dir.join("pods");
@@ -153,6 +168,7 @@ pub async fn run(config: AgentConfig, stop: watch::Receiver<bool>) -> anyhow::Re
 /// Builds the runtimes; the warning says when pods run without isolation.
 fn runtimes(
     config: &AgentConfig,
+    choice: RuntimeChoice,
     agent_dir: &std::path::Path,
 ) -> anyhow::Result<(Runtimes, Option<String>)> {
     let options = |kind: &str, engine: Option<Engine>| RuntimeOptions {
@@ -165,7 +181,13 @@ fn runtimes(
     let mut by_class: BTreeMap<String, Arc<dyn Runtime>> = BTreeMap::new();
     by_class.insert("process".into(), Arc::clone(&process));
     let mut oci_error = None;
-    for engine in [Engine::Crun, Engine::Runc] {
+    let engines = if choice == RuntimeChoice::Process && config.runtime != RuntimeChoice::Process {
+        // No root: do not even probe.
+        Vec::new()
+    } else {
+        vec![Engine::Crun, Engine::Runc]
+    };
+    for engine in engines {
         match OciRuntime::new(options(engine.name(), Some(engine))) {
             Ok(r) => {
                 by_class.insert(engine.name().into(), Arc::new(r));
@@ -188,7 +210,7 @@ fn runtimes(
             "no isolation: pods run as plain host processes (the process runtime) because {why}"
         )
     };
-    let (default, warning) = match config.runtime {
+    let (default, warning) = match choice {
         RuntimeChoice::Process => (
             process,
             Some(no_isolation("--runtime process was asked for".into())),

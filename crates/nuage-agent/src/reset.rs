@@ -256,13 +256,18 @@ async fn reset_network(agent_dir: &Path) -> anyhow::Result<()> {
     let bridge = saved["bridge"].as_str().unwrap_or("nuage0").to_string();
     let cidr = saved["podCIDR"].as_str().unwrap_or("10.88.0.0/16");
     let (ip, bits) = cidr.split_once('/').unwrap_or(("10.88.0.0", "16"));
-    let network = PodNetwork::setup(NetworkConfig {
+    let config = NetworkConfig {
         netns_prefix: format!("{bridge}-"),
         bridge,
         pod_cidr: (ip.parse()?, bits.parse()?),
         state_dir: agent_dir.join("network"),
-    })
-    .await?;
+    };
+    // An agent without root made no bridge or namespaces.
+    let network = if rustix::process::geteuid().is_root() {
+        PodNetwork::setup(config).await?
+    } else {
+        PodNetwork::host_only(config)?
+    };
     network.reset().await?;
     Ok(())
 }

@@ -915,3 +915,118 @@ fn init_containers_run_first_and_pods_complete() {
         container(&pod)
     );
 }
+
+/// Without root the agent still runs pods: as plain processes on the
+/// host's network with a loopback address each, and the node says so.
+#[test]
+fn the_agent_runs_without_root() {
+    const NOBODY: &str = "65534";
+    // A wrapper that drops to nobody, used as the server binary (the test
+    // harness also runs `reset` through it).
+    let bin_dir = tempfile::tempdir().unwrap();
+    let wrapper = bin_dir.path().join("nuage-as-nobody");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("nuage-agent-test-")
+        .tempdir()
+        .unwrap();
+    let made = Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("chown")
+            .arg(format!("{NOBODY}:{NOBODY}"))
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+    assert!(made, "prepare the wrapper and the data dir");
+    let out = Command::new(&wrapper)
+        .args(["image", "import"])
+        .arg(images().join("busybox.tar"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flags = isolated_node_flags();
+    let node = flags[5].clone();
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = NuageServer::start_in(wrapper.to_str().unwrap(), dir.path(), &args);
+    wait_until("the node to be Ready", Duration::from_secs(30), || {
+        let out = s.kubectl(&[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("without root") {
+            Ok(())
+        } else {
+            Err(format!("{text}\n{}", tail(&s.log(), 20)))
+        }
+    });
+    run_pod(
+        &s,
+        &node,
+        "unprivileged",
+        "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo hi; exec sleep 3600\"]\n",
+    );
+    let pod = wait_pod(&s, "unprivileged", "Running", 60, running);
+    assert!(pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("127.77."));
+    assert_eq!(
+        s.kubectl_ok(&["exec", "unprivileged", "--", "id", "-u"])
+            .trim(),
+        NOBODY,
+        "the pod runs as the agent's user"
+    );
+    // A pod that needs what only root can make says so.
+    run_pod(
+        &s,
+        &node,
+        "isolated",
+        "  runtimeClassName: runc\n  containers:\n  - name: main\n    image: busybox:latest\n",
+    );
+    let pod = wait_pod(&s, "isolated", "a clear refusal", 30, |p| {
+        container(p)["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not available"))
+    });
+    assert_eq!(
+        container(&pod)["state"]["waiting"]["reason"],
+        "CreateContainerConfigError"
+    );
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "unprivileged",
+        "--grace-period=1",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    drop(s);
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.path().to_string_lossy()))
+        })
+        .count();
+    assert_eq!(left, 0, "no process of the node is left");
+}

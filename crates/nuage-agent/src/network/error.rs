@@ -6,6 +6,10 @@ use std::path::PathBuf;
 /// A pod networking failure; each message names the value at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// This agent has no pod networking (it runs without root): only the
+    /// host's network, with a loopback address per pod.
+    #[error("pod networking is not available on this node (the agent runs without root): use the process runtime or run the agent as root")]
+    HostOnly,
     /// The pod CIDR cannot be used.
     #[error("pod CIDR {cidr}: {reason}")]
     InvalidCidr {

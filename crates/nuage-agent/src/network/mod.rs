@@ -98,6 +98,8 @@ pub struct PodNetwork {
     /// One lock per pod uid being attached or detached, so two calls for
     /// the same pod never interleave while different pods proceed together.
     pod_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// No bridge, no namespaces: loopback addresses only (no root).
+    host_only: bool,
 }
 
 impl std::fmt::Debug for PodNetwork {
@@ -130,6 +132,18 @@ impl PodNetwork {
         // own batch syntax (no spaces).
         bridge::check_name("netns prefix", &config.netns_prefix, 64)?;
         bridge::ensure(&config.bridge, cidr).await?;
+        Self::with_pools(config, cidr, false)
+    }
+
+    /// A network for an agent without root: no bridge or namespaces (every
+    /// `attach` fails with [`NetworkError::HostOnly`]), loopback addresses
+    /// for `process` pods, and host ports.
+    pub fn host_only(config: NetworkConfig) -> Result<Self> {
+        let cidr = Cidr::new(config.pod_cidr.0, config.pod_cidr.1)?;
+        Self::with_pools(config, cidr, true)
+    }
+
+    fn with_pools(config: NetworkConfig, cidr: Cidr, host_only: bool) -> Result<Self> {
         let pods = Pool::new(
             config.state_dir.join("pod-ips"),
             cidr.first_host() + 1,
@@ -148,6 +162,7 @@ impl PodNetwork {
             loopbacks,
             forwarders: Forwarders::default(),
             pod_locks: Mutex::new(HashMap::new()),
+            host_only,
         })
     }
 
@@ -189,6 +204,9 @@ impl PodNetwork {
     /// pods). A failed attach removes what it made.
     #[instrument(skip(self), fields(bridge = %self.config.bridge))]
     pub async fn attach(&self, pod_uid: &str) -> Result<PodAttachment> {
+        if self.host_only {
+            return Err(NetworkError::HostOnly);
+        }
         let lock = self.pod_lock(pod_uid);
         let result = {
             let _held = lock.lock().await;
@@ -203,6 +221,9 @@ impl PodNetwork {
     #[instrument(skip(self), fields(bridge = %self.config.bridge))]
     pub async fn detach(&self, pod_uid: &str) -> Result<()> {
         self.forwarders.clear(pod_uid);
+        if self.host_only {
+            return Ok(());
+        }
         let lock = self.pod_lock(pod_uid);
         let result = {
             let _held = lock.lock().await;
@@ -250,8 +271,10 @@ impl PodNetwork {
     #[instrument(skip(self), fields(bridge = %self.config.bridge))]
     pub async fn reset(&self) -> Result<()> {
         self.forwarders.clear_all();
-        pod::remove_all(self).await?;
-        bridge::remove(&self.config.bridge, self.cidr).await?;
+        if !self.host_only {
+            pod::remove_all(self).await?;
+            bridge::remove(&self.config.bridge, self.cidr).await?;
+        }
         self.pods.clear()?;
         self.loopbacks.clear()?;
         // The state dir itself goes only when nothing else lives in it.
