@@ -701,3 +701,19 @@ async fn wait_refused(addr: SocketAddr) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_bridge_is_made_again_by_the_next_attach() {
+    require_root!();
+    let net = TestNet::new().await;
+    let bridge = net.config().bridge.clone();
+    let del = Command::new("ip")
+        .args(["link", "del", &bridge])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    let uid = pod_uid();
+    let pod = net.attach(&uid).await.unwrap();
+    assert!(in_cidr(pod.ip, net.cidr()));
+    assert_eq!(master_of(&veth_of(&uid)).as_deref(), Some(bridge.as_str()));
+}

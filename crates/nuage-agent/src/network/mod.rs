@@ -210,7 +210,16 @@ impl PodNetwork {
         let lock = self.pod_lock(pod_uid);
         let result = {
             let _held = lock.lock().await;
-            pod::attach(self, pod_uid).await
+            match pod::attach(self, pod_uid).await {
+                // The bridge may have been removed under us (by hand, or by
+                // another program): make it again once and retry.
+                Err(NetworkError::Ip { .. }) if !bridge::link_exists(&self.config.bridge) => {
+                    tracing::warn!(bridge = %self.config.bridge, "the bridge is gone: making it again");
+                    bridge::ensure(&self.config.bridge, self.cidr).await?;
+                    pod::attach(self, pod_uid).await
+                }
+                other => other,
+            }
         };
         self.release_pod_lock(pod_uid, lock);
         result
