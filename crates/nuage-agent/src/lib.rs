@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod host;
 pub mod images;
+mod mounts;
 pub mod network;
 pub mod node;
 pub mod pods;

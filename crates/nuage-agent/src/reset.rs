@@ -193,57 +193,21 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Mount points at or under `dir`, deepest first.
+/// Mount points at or under `dir`.
 fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.to_string_lossy().into_owned();
-    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+    crate::mounts::mount_points()
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    mounts.dedup();
-    mounts
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .into_iter()
+        .filter(|m| m.starts_with(dir))
+        .map(|m| m.display().to_string())
+        .collect()
 }
 
 /// Unmounts everything under `dir` (rootfs overlays, tmpfs volumes),
 /// detaching what is busy.
 fn unmount_under(dir: &Path) {
-    for _ in 0..3 {
-        let mounts = mounts_under(dir);
-        if mounts.is_empty() {
-            return;
-        }
-        for m in mounts {
-            if rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::empty()).is_err() {
-                let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
-            }
-        }
+    if let Err(e) = crate::mounts::unmount_under(dir) {
+        tracing::warn!(error = %e, "unmount");
     }
 }
 
@@ -270,16 +234,4 @@ async fn reset_network(agent_dir: &Path) -> anyhow::Result<()> {
     };
     network.reset().await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/tmp/a\\040b"), "/tmp/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/end\\04"), "/end\\04");
-    }
 }

@@ -106,36 +106,7 @@ pub fn unmount(target: &Path) -> io::Result<()> {
 
 /// Whether something is mounted exactly at `target` in this mount namespace.
 pub fn is_mounted(target: &Path) -> bool {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let Some(want) = target.to_str() else {
-        return false;
-    };
-    text.lines()
-        .any(|line| line.split(' ').nth(4).map(unescape_octal).as_deref() == Some(want))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            if let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
-                .ok()
-                .and_then(|o| u8::from_str_radix(o, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::mounts::is_mounted(target)
 }
 
 #[cfg(test)]
@@ -152,11 +123,5 @@ mod tests {
         );
         assert!(overlay_options(&[], &dirs).is_err());
         assert!(overlay_options(&[PathBuf::from("/a:b")], &dirs).is_err());
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape_octal("/a\\040b"), "/a b");
-        assert_eq!(unescape_octal("/plain"), "/plain");
     }
 }

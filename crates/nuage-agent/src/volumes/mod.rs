@@ -17,7 +17,6 @@
 mod atomic_writer;
 mod container;
 mod host_path;
-mod mountinfo;
 mod payload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,7 +147,7 @@ pub async fn cleanup(pod_dir: &Path) -> std::io::Result<()> {
 
 /// [`cleanup`] on the calling thread (for `Drop` guards and blocking code).
 pub fn cleanup_blocking(pod_dir: &Path) -> std::io::Result<()> {
-    mountinfo::unmount_and_remove(&pod_dir.join("volumes"))
+    crate::mounts::unmount_and_remove(&pod_dir.join("volumes"))
 }
 
 /// Reads the ConfigMaps and Secrets the pod's volumes name, each once.
@@ -227,7 +226,7 @@ fn prepare_one(
     };
     make_dir(&dir, 0o755)?;
     if on_tmpfs {
-        mountinfo::mount_tmpfs_once(&dir, "mode=0755")?;
+        crate::mounts::mount_tmpfs_once(&dir, "mode=0755")?;
     }
     atomic_writer::write(&dir, &files)?;
     Ok(PreparedVolume {
@@ -250,7 +249,7 @@ fn empty_dir(source: &EmptyDirVolumeSource, dir: &Path) -> Result<PreparedVolume
                 // 0 means "no limit" to tmpfs; Kubernetes means a full disk.
                 options.push_str(&format!(",size={}", bytes.max(1)));
             }
-            mountinfo::mount_tmpfs_once(dir, &options)?;
+            crate::mounts::mount_tmpfs_once(dir, &options)?;
             // The tmpfs root takes `mode` from the options; set it again in
             // case it was mounted by an older agent with other options.
             set_mode(dir, 0o777)?;

@@ -1,6 +1,8 @@
-//! The tmpfs mounts under a pod's volumes: mounting once (an agent restart
-//! finds them in `/proc/self/mountinfo` and does not stack a second one),
-//! and unmounting everything before the directory is removed.
+//! Mounts the agent makes and removes (rootfs overlays, tmpfs volumes),
+//! read from `/proc/self/mountinfo`: mounting a tmpfs once (an agent
+//! restart finds it and does not stack a second one), asking whether a path
+//! is a mount point, and unmounting everything under a directory before it
+//! is removed.
 
 use std::ffi::CString;
 use std::fs;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
 /// Mounts a tmpfs with `options` on `dir` unless something is mounted there.
-pub(super) fn mount_tmpfs_once(dir: &Path, options: &str) -> Result<(), String> {
+pub(crate) fn mount_tmpfs_once(dir: &Path, options: &str) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| format!("cannot mount tmpfs on {}: {e}", dir.display());
     let target = dir.canonicalize().map_err(|e| fail(&e))?;
     if mount_points().map_err(|e| fail(&e))?.contains(&target) {
@@ -30,15 +32,30 @@ pub(super) fn mount_tmpfs_once(dir: &Path, options: &str) -> Result<(), String> 
 /// Unmounts every mount at or under `dir`, deepest first, then removes the
 /// tree. Refuses to remove anything while a mount is left, so a bind mount
 /// of a host directory someone made there is never emptied.
-pub(super) fn unmount_and_remove(dir: &Path) -> io::Result<()> {
+pub(crate) fn unmount_and_remove(dir: &Path) -> io::Result<()> {
     let root = match dir.canonicalize() {
         Ok(root) => root,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    unmount_under(&root)?;
+    match fs::remove_dir_all(&root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether something is mounted exactly at `target`.
+pub(crate) fn is_mounted(target: &Path) -> bool {
+    mount_points().is_ok_and(|m| m.iter().any(|p| p == target))
+}
+
+/// Unmounts every mount at or under `root` (canonical), deepest first,
+/// detaching busy ones; an error if one is left.
+pub(crate) fn unmount_under(root: &Path) -> io::Result<()> {
     let mut under: Vec<PathBuf> = mount_points()?
         .into_iter()
-        .filter(|m| m.starts_with(&root))
+        .filter(|m| m.starts_with(root))
         .collect();
     under.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     for target in &under {
@@ -51,22 +68,19 @@ pub(super) fn unmount_and_remove(dir: &Path) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(left) = mount_points()?.into_iter().find(|m| m.starts_with(&root)) {
+    if let Some(left) = mount_points()?.into_iter().find(|m| m.starts_with(root)) {
         return Err(io::Error::other(format!(
             "{} is still mounted; not removing {}",
             left.display(),
             root.display()
         )));
     }
-    match fs::remove_dir_all(&root) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    Ok(())
 }
 
 /// Every mount point of this mount namespace, once per mount (stacked
 /// mounts repeat).
-pub(super) fn mount_points() -> io::Result<Vec<PathBuf>> {
+pub(crate) fn mount_points() -> io::Result<Vec<PathBuf>> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
     Ok(parse(&text))
 }
