@@ -110,7 +110,25 @@ impl Drop for NodeDir {
     }
 }
 
-/// A server with an agent using `runtime`, both seed images imported.
+/// Imports a seed image into the node whose data dir is `dir` (while its
+/// server runs, too: the agent reads the store at each pod start).
+fn import(dir: &Path, archive: &str) {
+    let out = Command::new(BIN)
+        .args(["image", "import"])
+        .arg(images().join(archive))
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("nuage image import");
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A server with an agent using `runtime`, the busybox image imported
+/// (tests that need `img/serv` import it while the server runs).
 /// The data dir comes first: bound first, it is dropped last, after the
 /// server has stopped and its node has been reset (then it checks that
 /// nothing is left).
@@ -125,21 +143,7 @@ fn node_with_flags(runtime: &str) -> (NodeDir, NuageServer, String, Vec<String>)
         .prefix("nuage-agent-test-")
         .tempdir()
         .expect("temp dir");
-    let images = images();
-    for archive in ["busybox.tar", "serv.tar"] {
-        let out = Command::new(BIN)
-            .args(["image", "import"])
-            .arg(images.join(archive))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .output()
-            .expect("nuage image import");
-        assert!(
-            out.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    import(dir.path(), "busybox.tar");
     let mut flags = isolated_node_flags();
     flags.extend(["--runtime".to_string(), runtime.to_string()]);
     let node = flags[5].clone();
@@ -233,7 +237,8 @@ const SERV: &str = "  containers:\n  - name: sise\n    image: img/serv:0.5.0\n  
 /// The course's example pod runs, answers on podIP:9876 with a page that
 /// names it, and `kubectl exec -- cat /etc/hostname` prints its name.
 fn serves_the_course_example(runtime: &str) {
-    let (_dir, s, node) = node(runtime);
+    let (dir, s, node) = node(runtime);
+    import(dir.path(), "serv.tar");
     run_pod(&s, &node, "sise", SERV);
     let pod = wait_pod(&s, "sise", "Running and Ready", 60, |p| {
         running(p) && container(p)["ready"] == true
@@ -519,7 +524,7 @@ fn exec_with_a_terminal() {
 /// Pods that cannot run say why, and the agent serves the others.
 #[test]
 fn bad_pods_say_why() {
-    let (_dir, s, node) = node("runc");
+    let (dir, s, node) = node("runc");
     run_pod(
         &s,
         &node,
@@ -583,6 +588,7 @@ fn bad_pods_say_why() {
     let describe = s.kubectl_ok(&["describe", "pod", "noimage"]);
     assert!(describe.contains("nothere:1.0"), "{describe}");
     // A new image for a running container restarts it with that image.
+    import(dir.path(), "serv.tar");
     s.kubectl_ok(&["set", "image", "pod/fine", "main=img/serv:0.5.0"]);
     wait_pod(&s, "fine", "the new image running", 60, |p| {
         container(p)["image"] == "img/serv:0.5.0" && running(p) && container(p)["restartCount"] == 1
@@ -751,6 +757,7 @@ fn a_separate_agent_joins_and_runs_pods() {
 #[test]
 fn volumes_hooks_host_ports_and_runtime_classes() {
     let (dir, s, node) = node("runc");
+    import(dir.path(), "serv.tar");
     let host_dir = dir.path().join("hostdir");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("greeting"), "from the host\n").unwrap();
