@@ -304,8 +304,17 @@ fn crun_serves_the_course_example() {
 /// agent restart keeps the running container (same pid, same IP, same
 /// count).
 #[test]
-fn restarts_killed_containers_and_survives_agent_restarts() {
-    let (dir, s, node, flags) = node_with_flags("runc");
+fn runc_restarts_killed_containers_and_survives_agent_restarts() {
+    restarts_killed_containers_and_survives_agent_restarts("runc");
+}
+
+#[test]
+fn process_restarts_killed_containers_and_survives_agent_restarts() {
+    restarts_killed_containers_and_survives_agent_restarts("process");
+}
+
+fn restarts_killed_containers_and_survives_agent_restarts(runtime: &str) {
+    let (dir, s, node, flags) = node_with_flags(runtime);
     run_pod(
         &s,
         &node,
@@ -313,7 +322,7 @@ fn restarts_killed_containers_and_survives_agent_restarts() {
         "  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sleep\", \"3600\"]\n",
     );
     wait_pod(&s, "sleeper", "Running", 60, running);
-    let pid = container_pid(&s, &flags[1], "sleeper");
+    let pid = container_pid(&s, dir.path(), "sleeper");
     Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -323,7 +332,7 @@ fn restarts_killed_containers_and_survives_agent_restarts() {
     });
     assert_eq!(container(&pod)["lastState"]["terminated"]["exitCode"], 137);
     let ip = pod["status"]["podIP"].clone();
-    let pid = container_pid(&s, &flags[1], "sleeper");
+    let pid = container_pid(&s, dir.path(), "sleeper");
 
     // Stop the server (and its agent) without resetting the node, then
     // start a new one on the same data dir.
@@ -339,7 +348,7 @@ fn restarts_killed_containers_and_survives_agent_restarts() {
     assert_eq!(container(&pod)["restartCount"], 1, "no restart counted");
     assert_eq!(pod["status"]["podIP"], ip, "same address");
     assert_eq!(
-        container_pid(&s, &flags[1], "sleeper"),
+        container_pid(&s, dir.path(), "sleeper"),
         pid,
         "the same process, not a new one"
     );
@@ -362,9 +371,10 @@ fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }
 
-/// The host pid of the pod's `sleep` process: found among the processes
-/// of the pod's network namespace (`<bridge>-<first 12 uid characters>`).
-fn container_pid(s: &NuageServer, bridge: &str, pod: &str) -> u32 {
+/// The host pid of the pod's `sleep` process: the child of the pod's
+/// shim (`nuage shim DIR/agent/containers/<kind>/<uid12>-…`), which reaps
+/// the container's init for every runtime.
+fn container_pid(s: &NuageServer, dir: &Path, pod: &str) -> u32 {
     let uid = pod_json(s, pod)["metadata"]["uid"]
         .as_str()
         .unwrap_or_default()
@@ -374,24 +384,37 @@ fn container_pid(s: &NuageServer, bridge: &str, pod: &str) -> u32 {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(12)
         .collect();
+    let shim_of_pod = format!("shim\0{}/agent/containers/", dir.display());
     // Running is reported once the runtime started the container; its
     // process may still be finishing its exec into `sleep`.
     wait_until(
         &format!("the sleep process of {pod}"),
         Duration::from_secs(10),
         || {
-            let out = Command::new("ip")
-                .args(["netns", "pids", &format!("{bridge}-{key}")])
-                .output()
-                .map_err(|e| e.to_string())?;
-            let pids = String::from_utf8_lossy(&out.stdout).into_owned();
-            pids.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
+            let shims: Vec<u32> = std::fs::read_dir("/proc")
+                .map_err(|e| e.to_string())?
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                        let c = String::from_utf8_lossy(&c);
+                        c.contains(&shim_of_pod) && c.contains(&format!("/{key}-"))
+                    })
+                })
+                .collect();
+            shims
+                .iter()
+                .flat_map(|shim| {
+                    std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok())
+                        .collect::<Vec<_>>()
+                })
                 .find(|pid| {
                     std::fs::read_to_string(format!("/proc/{pid}/comm"))
                         .is_ok_and(|c| c.trim() == "sleep")
                 })
-                .ok_or(format!("pids in the netns of {uid}: {pids}"))
+                .ok_or(format!("shims of {uid}: {shims:?}"))
         },
     )
 }
@@ -417,13 +440,35 @@ fn a_memory_hog_is_oom_killed() {
 
 /// Liveness failures restart the container; readiness drives Ready.
 #[test]
-fn probes_restart_and_gate_readiness() {
-    let (_dir, s, node) = node("runc");
+fn runc_probes_restart_and_gate_readiness() {
+    probes_restart_and_gate_readiness("runc");
+}
+
+#[test]
+fn process_probes_restart_and_gate_readiness() {
+    probes_restart_and_gate_readiness("process");
+}
+
+fn probes_restart_and_gate_readiness(runtime: &str) {
+    let (_dir, s, node) = node(runtime);
+    // The process runtime shares the host's files: the marker files carry
+    // the node's unique name (inside a container they are private anyway).
+    let alive = format!("/tmp/{node}-alive");
+    let ready = format!("/tmp/{node}-ready");
+    struct Remove(Vec<String>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for f in &self.0 {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+    let _markers = Remove(vec![alive.clone(), ready.clone()]);
     run_pod(
         &s,
         &node,
         "probed",
-        "  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"touch /tmp/alive; exec sleep 3600\"]\n    livenessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/alive\"]\n      periodSeconds: 1\n      failureThreshold: 1\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n",
+        &format!("  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"touch {alive}; exec sleep 3600\"]\n    livenessProbe:\n      exec:\n        command: [\"cat\", \"{alive}\"]\n      periodSeconds: 1\n      failureThreshold: 1\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"{ready}\"]\n      periodSeconds: 1\n"),
     );
     let pod = wait_pod(&s, "probed", "Running", 60, running);
     assert_eq!(
@@ -431,7 +476,7 @@ fn probes_restart_and_gate_readiness() {
         false,
         "not ready before /tmp/ready exists"
     );
-    s.kubectl_ok(&["exec", "probed", "--", "touch", "/tmp/ready"]);
+    s.kubectl_ok(&["exec", "probed", "--", "touch", &ready]);
     wait_pod(&s, "probed", "Ready", 30, |p| {
         container(p)["ready"] == true
             && p["status"]["conditions"].as_array().is_some_and(|c| {
@@ -439,7 +484,7 @@ fn probes_restart_and_gate_readiness() {
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
     });
-    s.kubectl_ok(&["exec", "probed", "--", "rm", "/tmp/alive"]);
+    s.kubectl_ok(&["exec", "probed", "--", "rm", &alive]);
     wait_pod(&s, "probed", "a liveness restart", 60, |p| {
         container(p)["restartCount"].as_i64().unwrap_or(0) >= 1 && running(p)
     });
@@ -455,8 +500,17 @@ fn probes_restart_and_gate_readiness() {
 /// `kubectl logs -f` streams lines as the container writes them;
 /// `--tail` and `--previous` work.
 #[test]
-fn logs_follow_streams() {
-    let (_dir, s, node) = node("runc");
+fn runc_logs_follow_streams() {
+    logs_follow_streams("runc");
+}
+
+#[test]
+fn process_logs_follow_streams() {
+    logs_follow_streams("process");
+}
+
+fn logs_follow_streams(runtime: &str) {
+    let (_dir, s, node) = node(runtime);
     run_pod(
         &s,
         &node,
