@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::context::Context;
-use crate::network::{HostPort, Protocol};
+use crate::network::HostPort;
 use crate::runtime::Mount;
 use crate::volumes::{self, PreparedVolume};
 
@@ -22,7 +22,6 @@ pub struct Sandbox {
     uid: String,
     dir: PathBuf,
     volumes: BTreeMap<String, PreparedVolume>,
-    loopback: bool,
 }
 
 impl Sandbox {
@@ -36,22 +35,22 @@ impl Sandbox {
             .map_err(|e| format!("create pod directory {}: {e}", dir.display()))?;
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network == Some(true);
-        let (ip, netns, loopback) = if process {
+        let (ip, netns) = if process {
             let ip = ctx
                 .network
                 .allocate_loopback(&uid)
                 .map_err(|e| format!("allocate a loopback address: {e}"))?;
-            (ip, None, true)
+            (ip, None)
         } else if host_network {
             let ip = ctx.host_ip.parse().unwrap_or(Ipv4Addr::LOCALHOST);
-            (ip, None, false)
+            (ip, None)
         } else {
             let a = ctx
                 .network
                 .attach(&uid)
                 .await
                 .map_err(|e| format!("failed to set up pod network: {e}"))?;
-            (a.ip, Some(a.netns), false)
+            (a.ip, Some(a.netns))
         };
         let sandbox = Self {
             ip,
@@ -59,7 +58,6 @@ impl Sandbox {
             uid: uid.clone(),
             dir: dir.clone(),
             volumes: BTreeMap::new(),
-            loopback,
         };
         let hosts = format!(
             "# Kubernetes-managed hosts file (nuage).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{name}\n"
@@ -90,11 +88,11 @@ impl Sandbox {
                 if let Some(ip) = p.host_ip.as_deref().and_then(|s| s.parse().ok()) {
                     hp.host_ip = ip;
                 }
-                let _ = Protocol::Tcp;
                 Some(hp)
             })
             .collect();
-        if !host_ports.is_empty() && netns_is_some(&sandbox) {
+        // Host-network pods (and process pods) already listen on the host.
+        if !host_ports.is_empty() && sandbox.netns.is_some() {
             if let Err(e) = ctx.network.set_host_ports(&uid, host_ports, ip).await {
                 sandbox.destroy(ctx).await;
                 return Err(format!("host port: {e}"));
@@ -132,7 +130,6 @@ impl Sandbox {
 
     /// Removes the network attachment, host ports and volumes.
     pub async fn destroy(self, ctx: &Context) {
-        let _ = self.loopback;
         Self::destroy_by_uid(ctx, &self.uid).await;
     }
 
@@ -149,8 +146,4 @@ impl Sandbox {
         }
         ctx.release(uid);
     }
-}
-
-fn netns_is_some(s: &Sandbox) -> bool {
-    s.netns.is_some()
 }

@@ -1121,13 +1121,11 @@ impl Worker {
                             started_at: a.started_at,
                             container_id: format!("{rt}://{}", a.id),
                         },
-                        Some(t) if r.next_start.is_some() => {
-                            let _ = t;
-                            Current::Waiting {
-                                reason: "CrashLoopBackOff".into(),
-                                message: None,
-                            }
-                        }
+                        // Ended and waiting for its restart.
+                        Some(_) if r.next_start.is_some() => Current::Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message: None,
+                        },
                         Some(t) => Current::Terminated(t.clone()),
                     },
                     (None, _) => Current::Waiting {
