@@ -7,6 +7,7 @@
 //! streams. It does not own caching or retries: callers decide.
 
 mod error;
+pub mod informer;
 mod watch;
 
 use std::sync::Arc;
@@ -230,6 +231,20 @@ impl Client {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Config(e.to_string()))?;
         self.finish(req).await
+    }
+
+    /// Binds a pod to a node (`pods/{name}/binding`, what a scheduler does).
+    pub async fn bind_pod(&self, namespace: &str, name: &str, node: &str) -> Result<(), Error> {
+        let binding = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": { "name": name, "namespace": namespace },
+            "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+        });
+        let url = format!("/api/v1/namespaces/{namespace}/pods/{name}/binding");
+        self.send::<serde_json::Value>(Method::POST, &url, Some(serde_json::to_vec(&binding)?))
+            .await
+            .map(drop)
     }
 
     /// Deletes an object; `grace_seconds` 0 deletes a pod at once. A missing

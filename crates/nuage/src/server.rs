@@ -43,6 +43,13 @@ pub struct ServerArgs {
     node_name: Option<String>,
     #[command(flatten)]
     node: crate::agent_cmd::NodeFlags,
+    /// Seconds without a Lease renewal before a node is NotReady (Unknown).
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// Seconds pods tolerate an unreachable or not-ready node, unless their
+    /// tolerations say otherwise; then they are evicted.
+    #[arg(long, default_value_t = 30)]
+    default_toleration_seconds: u64,
     /// The range cluster IPs of Services are allocated from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cidr: String,
@@ -164,6 +171,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop_rx,
         DRAIN,
     ));
+    let control_client = nuage_client::Client::new(nuage_client::Config {
+        server: api_url.clone(),
+        token: token.clone(),
+        ca_pem: ca.cert_pem.clone().into_bytes(),
+    })?;
+    let control_task = tokio::spawn(nuage_control::run(
+        control_client,
+        nuage_control::Settings {
+            node_monitor_grace: Duration::from_secs(args.node_monitor_grace_period),
+            default_toleration: Duration::from_secs(args.default_toleration_seconds),
+        },
+        stop_rx_agent.clone(),
+    ));
     let agent_task = if args.no_agent {
         None
     } else {
@@ -226,6 +246,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(agent) = agent_task {
         let _ = agent.await;
     }
+    let _ = control_task.await;
     let _ = tokio::join!(api_task, aws_task, compactor);
     tracing::info!("stopped");
     Ok(())
