@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod aws;
 pub mod discovery;
+pub mod event_ttl;
 pub mod namespaces;
 pub mod openapi;
 mod protobuf;

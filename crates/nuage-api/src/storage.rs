@@ -8,18 +8,21 @@ use std::sync::Arc;
 
 use nuage_model::registry::ResourceType;
 use nuage_model::{hpa, meta};
-use nuage_store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use nuage_store::{KeyValue, LeaseId, ListOptions, Revision, Store, StoreError};
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::event_ttl::EventLeases;
 use crate::status::{ApiError, ApiResult};
 
 /// The object layer over a [`Store`].
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn Store>,
+    /// The leases Events are written under, so that they expire.
+    event_leases: Arc<EventLeases>,
 }
 
 /// An object as served, in JSON bytes, with its parsed metadata.
@@ -41,9 +44,51 @@ pub struct Page {
 }
 
 impl Objects {
-    /// Wraps a store.
+    /// Wraps a store; Events expire after the default TTL (1 h).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self::with_event_ttl(store, crate::event_ttl::DEFAULT_EVENT_TTL)
+    }
+
+    /// Wraps a store; Events expire `event_ttl` after their last write.
+    pub fn with_event_ttl(store: Arc<dyn Store>, event_ttl: std::time::Duration) -> Self {
+        Self {
+            store,
+            event_leases: Arc::new(EventLeases::new(event_ttl)),
+        }
+    }
+
+    /// The lease a write of an object of `rt` attaches it to: Events get
+    /// one (they expire), nothing else does.
+    async fn lease_for(&self, rt: &ResourceType) -> ApiResult<Option<LeaseId>> {
+        if rt.kind != "Event" {
+            return Ok(None);
+        }
+        let lease = self.event_leases.lease(self.store.as_ref()).await;
+        lease.map(Some).map_err(|e| ApiError::from_store(e, rt, ""))
+    }
+
+    /// Runs a store write with the lease for `rt`; if the store lost that
+    /// lease (expired early, revoked), once more with a fresh one.
+    async fn with_lease<F, Fut>(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        write: F,
+    ) -> ApiResult<KeyValue>
+    where
+        F: Fn(Option<LeaseId>) -> Fut,
+        Fut: std::future::Future<Output = Result<KeyValue, StoreError>>,
+    {
+        let lease = self.lease_for(rt).await?;
+        match write(lease).await {
+            Err(StoreError::LeaseNotFound(id)) => {
+                self.event_leases.forget(id).await;
+                let lease = self.lease_for(rt).await?;
+                write(lease).await
+            }
+            other => other,
+        }
+        .map_err(|e| ApiError::from_store(e, rt, name))
     }
 
     /// The underlying store.
@@ -175,11 +220,12 @@ impl Objects {
     pub async fn create(&self, rt: &ResourceType, obj: Value) -> ApiResult<Value> {
         let (ns, name) = names(rt, &obj);
         let bytes = encode(rt, obj)?;
+        let key = rt.key(ns.as_deref(), &name);
         let kv = self
-            .store
-            .create(&rt.key(ns.as_deref(), &name), bytes, None)
-            .await
-            .map_err(|e| ApiError::from_store(e, rt, &name))?;
+            .with_lease(rt, &name, |lease| {
+                self.store.create(&key, bytes.clone(), lease)
+            })
+            .await?;
         self.decode(rt, &kv)
     }
 
@@ -192,11 +238,13 @@ impl Objects {
     ) -> ApiResult<Value> {
         let (ns, name) = names(rt, &obj);
         let bytes = encode(rt, obj)?;
+        let key = rt.key(ns.as_deref(), &name);
+        // An Event's update renews its TTL, as in kube-apiserver.
         let kv = self
-            .store
-            .update(&rt.key(ns.as_deref(), &name), bytes, expected, None)
-            .await
-            .map_err(|e| ApiError::from_store(e, rt, &name))?;
+            .with_lease(rt, &name, |lease| {
+                self.store.update(&key, bytes.clone(), expected, lease)
+            })
+            .await?;
         self.decode(rt, &kv)
     }
 

@@ -13,7 +13,10 @@
 //! - `startup`: time from spawning a command until a URL answers 200;
 //! - `pods`: the node agent's figures (issue 4): pod start latency through a
 //!   watch, a burst of pods, and the agent's CPU and memory with idle pods;
-//! - `oci-floor`: the same container started by bare crun or runc.
+//! - `oci-floor`: the same container started by bare crun or runc;
+//! - `schedule`: the scheduler and controllers (issue 5) on simulated
+//!   nodes: a 10,000-pod ReplicaSet until bound and Running, the server's
+//!   memory meanwhile, and a 1,000-pod Deployment's rolling update.
 //!
 //! Every loop is bounded in count and in time. Each figure is printed on
 //! stdout as `name value unit`; progress and errors go to stderr.
@@ -25,6 +28,7 @@ mod https;
 mod load;
 mod pods;
 mod procfs;
+mod schedule;
 mod startup;
 mod stats;
 mod watch;
@@ -41,7 +45,9 @@ const USAGE: &str = "usage: nuage-bench <command> [--flag value]...
   pods        --api URL --dir DIR --node NODE --agent-dir DIR [--agent-pid PID] [--server-pid PID]
               [--figures \"serial burst idle\"] [--n 30] [--burst 100] [--idle 50] [--idle-secs 30]
               [--image busybox:latest] [--ns default]
-  oci-floor   --engine crun|runc --bundle DIR --root DIR [--mode run|start] [--n 30] [--name NAME]";
+  oci-floor   --engine crun|runc --bundle DIR --root DIR [--mode run|start] [--n 30] [--name NAME]
+  schedule    --api URL --dir DIR [--server-pid PID] [--figures \"scale rollout\"] [--pods 10000]
+              [--rollout 1000] [--ns nuage-bench-sched] [--timeout-secs 600]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
                     "watch-nuage" => watch::nuage(&parsed).await,
                     "watch-etcd" => watch::etcd(&parsed).await,
                     "pods" => pods::run(&parsed).await,
+                    "schedule" => schedule::run(&parsed).await,
                     _ => Err(format!("unknown command {other:?}\n{USAGE}")),
                 }
             })

@@ -9,13 +9,22 @@
 //! node agents). It talks to the API through `nuage-client`, like any
 //! client.
 
+pub mod deployments;
+pub mod endpoints;
+pub mod events;
+pub mod gc;
+pub mod nodelifecycle;
 pub mod queue;
+pub mod replicas;
+pub mod scheduler;
+pub mod simulated;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use nuage_client::informer::Informer;
 use nuage_client::{Client, ListParams};
 use tokio::sync::watch;
@@ -58,6 +67,10 @@ pub struct Informers {
     pub deployments: Arc<Informer<Deployment>>,
     /// Services.
     pub services: Arc<Informer<Service>>,
+    /// Endpoints (the endpoints controller's output).
+    pub endpoints: Arc<Informer<Endpoints>>,
+    /// EndpointSlices (the endpoints controller's output).
+    pub endpoint_slices: Arc<Informer<EndpointSlice>>,
 }
 
 impl Informers {
@@ -72,6 +85,8 @@ impl Informers {
             replica_sets: Informer::new(ListParams::default()),
             deployments: Informer::new(ListParams::default()),
             services: Informer::new(ListParams::default()),
+            endpoints: Informer::new(ListParams::default()),
+            endpoint_slices: Informer::new(ListParams::default()),
         }
     }
 
@@ -85,6 +100,8 @@ impl Informers {
         tokio::spawn(Arc::clone(&self.replica_sets).run(c.clone(), stop.clone()));
         tokio::spawn(Arc::clone(&self.deployments).run(c.clone(), stop.clone()));
         tokio::spawn(Arc::clone(&self.services).run(c.clone(), stop.clone()));
+        tokio::spawn(Arc::clone(&self.endpoints).run(c.clone(), stop.clone()));
+        tokio::spawn(Arc::clone(&self.endpoint_slices).run(c.clone(), stop.clone()));
         let synced = async {
             self.pods.wait_synced().await;
             self.nodes.wait_synced().await;
@@ -93,6 +110,8 @@ impl Informers {
             self.replica_sets.wait_synced().await;
             self.deployments.wait_synced().await;
             self.services.wait_synced().await;
+            self.endpoints.wait_synced().await;
+            self.endpoint_slices.wait_synced().await;
         };
         let mut stop = stop.clone();
         tokio::select! {
@@ -113,6 +132,13 @@ pub async fn run(client: Client, settings: Settings, stop: watch::Receiver<bool>
     let informers = Arc::new(Informers::new(client));
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // controllers: one line each
+        deployments::start(&informers, &settings, stop.clone()),
+        endpoints::start(&informers, &settings, stop.clone()),
+        gc::start(&informers, &settings, stop.clone()),
+        nodelifecycle::start(&informers, &settings, stop.clone()),
+        replicas::start(&informers, &settings, stop.clone()),
+        scheduler::start(&informers, &settings, stop.clone()),
+        simulated::start(&informers, &settings, stop.clone()),
     ];
     informers.start(&stop).await;
     tracing::info!(controllers = tasks.len(), "controllers started");

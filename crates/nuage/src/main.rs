@@ -5,6 +5,7 @@ mod agent_cmd;
 mod files;
 mod image_cmd;
 mod server;
+mod sim_cmd;
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,8 @@ enum Command {
     Reset(ResetArgs),
     /// Manage the node's local images: import, ls, rm.
     Image(image_cmd::ImageArgs),
+    /// Simulated nodes for tests and benchmarks: `sim nodes --count N`.
+    Sim(sim_cmd::SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Image(args) => image_cmd::run(args),
             Command::Server(args) => server::run(args).await,
             Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Sim(args) => sim_cmd::run(args).await,
             Command::Reset(args) => {
                 let dir = args.data_dir.unwrap_or_else(files::default_data_dir);
                 let exe = std::env::current_exe()?;

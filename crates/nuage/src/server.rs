@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// tolerations say otherwise; then they are evicted.
     #[arg(long, default_value_t = 30)]
     default_toleration_seconds: u64,
+    /// Seconds an Event is kept after its last write.
+    #[arg(long, default_value_t = 3600)]
+    event_ttl_seconds: u64,
     /// The range cluster IPs of Services are allocated from.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cidr: String,
@@ -125,7 +128,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let tokens = auth::Tokens::default();
     tokens.add(&token);
     let state = Arc::new(ApiState {
-        objects: Objects::new(store),
+        objects: Objects::with_event_ttl(store, Duration::from_secs(args.event_ttl_seconds)),
         tokens,
         ready: AtomicBool::new(false),
         service_range,

@@ -592,12 +592,15 @@ fn deleting_a_namespace_deletes_its_content() {
     assert_eq!(left.trim(), "");
 }
 
-/// A pod owned by replication controller `rc` (its uid) in `ns`.
+/// A pod owned by replication controller `rc` (its uid) in `ns`, but not
+/// controlled by it (`controller: false`): the RC's controller leaves such
+/// pods alone (it would release a controlled pod its selector does not
+/// match), while the garbage collector follows every owner reference.
 fn owned_pod(ns: &str, rc: &str, pod: &str) {
     let s = server();
     let uid = s.kubectl_ok(&["get", "rc", rc, "-n", ns, "-o", "jsonpath={.metadata.uid}"]);
     let doc = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ReplicationController\n    name: {rc}\n    uid: {uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  containers:\n  - name: c\n    image: i:1\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ReplicationController\n    name: {rc}\n    uid: {uid}\n    controller: false\n    blockOwnerDeletion: true\nspec:\n  containers:\n  - name: c\n    image: i:1\n"
     );
     let out = s.kubectl_stdin(&["create", "-n", ns, "-f", "-"], &doc);
     assert!(out.status.success(), "{}", text(&out).1);

@@ -86,6 +86,9 @@ pub(super) async fn delete(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> 
     Ok(json_response(StatusCode::OK, &out, &[]))
 }
 
+/// The finalizer that holds an owner while its dependents are deleted.
+const FOREGROUND: &str = "foregroundDeletion";
+
 async fn delete_one(
     state: &Arc<ApiState>,
     rt: &'static ResourceType,
@@ -123,6 +126,51 @@ async fn delete_one(
                 .and_then(Value::as_str)
                 .is_some_and(|n| !n.is_empty());
         let is_namespace = rt.kind == "Namespace";
+        let foreground = opts.propagation.as_deref() == Some("Foreground")
+            && ns.is_some()
+            && OWNER_KINDS.contains(&rt.kind);
+        if foreground && !graceful {
+            // As the apiserver does: the owner first gets deletionTimestamp
+            // and the `foregroundDeletion` finalizer (so its controller
+            // stops making dependents), then its dependents go, then the
+            // finalizer, which deletes it once no other finalizer is left.
+            let mut marked = current.clone();
+            let m = meta::metadata_mut(&mut marked);
+            let done_dependents = finalizers.iter().any(|f| f == FOREGROUND);
+            if done_dependents {
+                let uid = meta::meta_str(&current, "uid")
+                    .unwrap_or_default()
+                    .to_string();
+                gc::delete_dependents(state, ns.unwrap_or_default(), &uid, 0).await?;
+                let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FOREGROUND).collect();
+                if rest.is_empty() {
+                    m.remove("finalizers");
+                } else {
+                    m.insert("finalizers".into(), json!(rest));
+                }
+            } else {
+                m.entry("deletionTimestamp")
+                    .or_insert_with(|| json!(now_rfc3339()));
+                m.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+                let mut with = finalizers.clone();
+                with.push(FOREGROUND.to_string());
+                m.insert("finalizers".into(), json!(with));
+            }
+            let last = done_dependents && meta::finalizers(&marked).is_empty();
+            let written = if last {
+                state.objects.delete(rt, ns, name, Some(rv)).await
+            } else {
+                state.objects.update(rt, marked, rv).await
+            };
+            match written {
+                Ok(out) if done_dependents => return Ok(out),
+                Ok(_)
+                | Err(ApiError {
+                    reason: "Conflict", ..
+                }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
         if finalizers.is_empty() && !graceful && !is_namespace {
             let cascade = ns.filter(|_| OWNER_KINDS.contains(&rt.kind));
             let uid = meta::meta_str(&current, "uid")

@@ -41,9 +41,13 @@ pub(super) async fn create_object(
     mut obj: Value,
     dry_run: bool,
 ) -> ApiResult<Value> {
+    // A generated name may collide with an existing one: like the
+    // apiserver (RetryGenerateName), try a few fresh suffixes.
+    let mut generated_from = None;
     if meta::name(&obj).is_none() {
-        if let Some(prefix) = meta::meta_str(&obj, "generateName").map(str::to_string) {
+        if let Some(prefix) = meta::meta_str(&obj, "generateName").map(generate_base) {
             meta::set_meta(&mut obj, "name", format!("{prefix}{}", random_suffix()));
+            generated_from = Some(prefix);
         } else {
             return Err(ApiError::invalid(
                 rt,
@@ -87,7 +91,28 @@ pub(super) async fn create_object(
     if dry_run {
         return Ok(obj);
     }
-    state.objects.create(rt, obj).await
+    let Some(prefix) = generated_from else {
+        return state.objects.create(rt, obj).await;
+    };
+    let mut attempts = 0;
+    loop {
+        match state.objects.create(rt, obj.clone()).await {
+            Err(e) if e.reason == "AlreadyExists" && attempts < GENERATE_NAME_RETRIES => {
+                attempts += 1;
+                meta::set_meta(&mut obj, "name", format!("{prefix}{}", random_suffix()));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How many fresh suffixes a colliding generated name gets.
+const GENERATE_NAME_RETRIES: usize = 7;
+
+/// The part of `generateName` kept: at most 58 characters, so the name
+/// with its 5-character suffix stays within 63.
+fn generate_base(prefix: &str) -> String {
+    prefix.chars().take(58).collect()
 }
 
 fn obj_has_spec(obj: &Value) -> bool {
@@ -513,4 +538,14 @@ pub(crate) fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     now.format(&fmt).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod generate_tests {
+    #[test]
+    fn generated_names_fit_in_63_characters() {
+        let base = super::generate_base(&"x".repeat(80));
+        assert_eq!(base.len(), 58);
+        assert_eq!(format!("{base}{}", super::random_suffix()).len(), 63);
+    }
 }

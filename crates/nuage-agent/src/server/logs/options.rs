@@ -69,7 +69,11 @@ impl LogOptions {
                         "sinceSeconds: Invalid value: {n}: must be greater than 0"
                     ));
                 }
-                o.since = Some(now - time::Duration::seconds(n));
+                // A huge value means "from the beginning", not a panic.
+                o.since = Some(
+                    now.checked_sub(time::Duration::seconds(n))
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                );
             }
             (None, Some(t)) => {
                 let t = OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {
@@ -149,6 +153,13 @@ mod tests {
         assert_eq!(o.since, Some(datetime!(2026-11-25 13:00:00 UTC)));
         assert_eq!(o.stream, Some(Stream::Stderr));
         assert_eq!(LogOptions::parse(&[], NOW).unwrap(), LogOptions::default());
+    }
+
+    #[test]
+    fn a_huge_since_seconds_means_from_the_beginning() {
+        // Found by the agent_query fuzz target: it used to overflow.
+        let o = LogOptions::parse(&q("sinceSeconds=9223372036854775807"), NOW).unwrap();
+        assert_eq!(o.since, Some(OffsetDateTime::UNIX_EPOCH));
     }
 
     #[test]
