@@ -431,6 +431,7 @@ pub(super) async fn bind(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         }
         let mut new = current.clone();
         new["spec"]["nodeName"] = json!(node);
+        set_scheduled(&mut new);
         let rv = meta::resource_version(&current).unwrap_or(0);
         match ctx.state.objects.update(rt, new, rv).await {
             Ok(_) => {
@@ -442,6 +443,25 @@ pub(super) async fn bind(ctx: Ctx, body: bytes::Bytes) -> ApiResult<Response> {
         }
     }
     Err(ApiError::conflict(rt, ctx.name()))
+}
+
+/// Sets the pod's `PodScheduled` condition True, as the apiserver's
+/// binding does (replacing a False one the scheduler left).
+fn set_scheduled(pod: &mut Value) {
+    let condition = json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": now_rfc3339(),
+    });
+    let conditions = &mut pod["status"]["conditions"];
+    match conditions.as_array_mut() {
+        Some(list) => {
+            list.retain(|c| c["type"] != "PodScheduled");
+            list.push(condition);
+        }
+        None => *conditions = json!([condition]),
+    }
 }
 
 /// Creates namespace `name` if it does not exist (system namespaces at start).
