@@ -243,6 +243,12 @@ pub(super) async fn replace(
     if expected != current_rv {
         return Err(ApiError::conflict(rt, &name));
     }
+    // A Deployment's status write may change its annotations (the
+    // controller records `deployment.kubernetes.io/revision` there, as the
+    // apiserver's deployment status strategy allows), without a new
+    // generation.
+    let status_annotations = (part == Part::Status && rt.kind == "Deployment")
+        .then(|| new.pointer("/metadata/annotations").cloned());
     if part == Part::Status {
         let status = new.get("status").cloned();
         new = current.clone();
@@ -265,6 +271,13 @@ pub(super) async fn replace(
         }
     }
     keep_server_fields(rt, current, &mut new)?;
+    if let Some(annotations) = status_annotations {
+        let m = meta::metadata_mut(&mut new);
+        match annotations {
+            Some(a) => m.insert("annotations".into(), a),
+            None => m.remove("annotations"),
+        };
+    }
     validate(rt, &new)?;
     if strip_rv(current) == strip_rv(&new) {
         return Ok((StatusCode::OK, current.clone()));

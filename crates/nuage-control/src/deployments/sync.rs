@@ -62,9 +62,9 @@ impl Controller {
         }
     }
 
-    /// Writes `d`'s revision annotation (the API keeps metadata out of
-    /// status writes) and then its status, as asked; `d` becomes what the
-    /// API stored.
+    /// Writes `d`'s revision annotation (through the status subresource, as
+    /// Kubernetes' controller does, so the generation stays) and then its
+    /// status, as asked; `d` becomes what the API stored.
     pub(super) async fn write_deployment(
         &self,
         d: &mut Deployment,
@@ -89,7 +89,7 @@ impl Controller {
             }});
             let written: Deployment = self
                 .client
-                .merge_patch(ns.as_deref(), &name, "", &patch)
+                .merge_patch(ns.as_deref(), &name, "/status", &patch)
                 .await?;
             let kept = d.status.take();
             *d = written;
