@@ -19,6 +19,8 @@
 # Env knobs: NODES=1000 PODS=10000 ROLLOUT=1000 IDLE_SECS=20
 #   FIGURES="scale rollout"  SERVER_LOG=info  MIN_IDLE=85 WAIT_IDLE_S=30
 #   KEEP=1 keeps the work dir (logs) after the run
+#   PERF=1 records the server with `perf record -g` during each figure
+#   (WORK/perf-<figure>.data; implies KEEP=1)
 # Output: "RESULT <figure> <value> <unit>" lines, a table, and
 # "TARGET <figure> PASS|FAIL ..." lines for issue 5's targets.
 set -euo pipefail
@@ -61,7 +63,7 @@ cleanup() {
   trap - EXIT INT TERM
   set +e
   stop_pid "$SERVER_PID"
-  if [ "${KEEP:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
+  if [ "${KEEP:-0}" = 1 ] || [ "${PERF:-0}" = 1 ]; then echo "# kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -134,8 +136,14 @@ record sim_leases "$LEASES" n
 for fig in scale rollout; do
   case " $FIGURES " in *" $fig "*) ;; *) continue ;; esac
   wait_idle
+  PERF_PID=""
+  if [ "${PERF:-0}" = 1 ]; then
+    perf record -F 499 -g -p "$SERVER_PID" -o "$WORK/perf-$fig.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+  fi
   timeout 1800 "$BENCH" schedule --api "$API" --dir "$DIR" --server-pid "$SERVER_PID" \
     --figures "$fig" --pods "$PODS" --rollout "$ROLLOUT" | record_bench
+  if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; fi
 done
 record server_rss_end "$(rss_kib "$SERVER_PID")" KiB
 record server_rss_hwm "$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")" KiB
@@ -169,9 +177,11 @@ rows = [
     ("pods created per second (ReplicaSet controller)", "", g("sched_created_per_s", "{:.0f}")),
     ("server CPU during the phase", "", g("sched_server_cpu_share", "{:.0f}") + " % of a core"),
     (f"**control plane RSS at {g('sched_pods', '{:.0f}')} pods** (peak in phase)", "< 300 MB", f"{g('sched_server_rss')} ({g('sched_server_rss_peak')}) MiB"),
-    ("delete the ReplicaSet: all pods gone", "", g("sched_delete_all", "{:.0f}") + " ms"),
+    ("scale the ReplicaSet to 0: all pods gone", "", g("sched_scale_to_zero", "{:.0f}") + " ms"),
+    ("server RSS after that", "", g("sched_server_rss_after_delete") + " MiB"),
     (f"Deployment of {g('deploy_pods', '{:.0f}')}: available", "", g("deploy_available", "{:.0f}") + " ms"),
     ("**rolling update to a new image, complete**", "", g("deploy_rollout", "{:.0f}") + " ms"),
+    ("scale the Deployment to 0: all pods gone", "", g("deploy_scale_to_zero", "{:.0f}") + " ms"),
     ("server RSS peak over the run (VmHWM)", "", g("server_rss_hwm") + " MiB"),
 ]
 print()
