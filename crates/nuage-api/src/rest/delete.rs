@@ -141,7 +141,7 @@ async fn delete_one(
                 let uid = meta::meta_str(&current, "uid")
                     .unwrap_or_default()
                     .to_string();
-                gc::delete_dependents(state, ns.unwrap_or_default(), &uid, 0).await?;
+                gc::delete_dependents(state, ns.unwrap_or_default(), &uid).await?;
                 let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FOREGROUND).collect();
                 if rest.is_empty() {
                     m.remove("finalizers");
@@ -179,7 +179,7 @@ async fn delete_one(
             if let Some(ns) = cascade {
                 match opts.propagation.as_deref() {
                     Some("Orphan") => gc::orphan(state, ns, &uid).await?,
-                    Some("Foreground") => gc::delete_dependents(state, ns, &uid, 0).await?,
+                    Some("Foreground") => gc::delete_dependents(state, ns, &uid).await?,
                     _ => {}
                 }
             }

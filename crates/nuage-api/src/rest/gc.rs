@@ -10,6 +10,7 @@
 //! Dependents are looked for in the owner's namespace (owner references never
 //! cross namespaces) among every namespaced resource.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use nuage_model::meta;
@@ -73,37 +74,72 @@ pub(super) async fn orphan(state: &ApiState, ns: &str, uid: &str) -> ApiResult<(
     Ok(())
 }
 
-/// Deletes every dependent of `uid`, and theirs, depth first.
-pub(super) fn delete_dependents<'a>(
-    state: &'a ApiState,
-    ns: &'a str,
-    uid: &'a str,
-    depth: usize,
-) -> futures::future::BoxFuture<'a, ApiResult<()>> {
-    Box::pin(async move {
-        if depth > MAX_DEPTH {
-            return Ok(());
-        }
-        for (rt, dep) in dependents(state, ns, uid).await? {
-            let name = meta::name(&dep).unwrap_or_default().to_string();
-            let dep_uid = meta::meta_str(&dep, "uid").unwrap_or_default().to_string();
-            delete_dependents(state, ns, &dep_uid, depth + 1).await?;
-            match state.objects.delete(rt, Some(ns), &name, None).await {
-                Err(e) if e.code == 404 => {}
-                other => {
-                    other?;
-                }
+/// Every object of the namespace that has owners, by owner uid: one list
+/// per storage for a whole cascade (looking dependents up per dependent
+/// would list the namespace once per object: quadratic).
+async fn by_owner(
+    state: &ApiState,
+    ns: &str,
+) -> ApiResult<HashMap<String, Vec<(&'static ResourceType, Value)>>> {
+    let mut index: HashMap<String, Vec<(&'static ResourceType, Value)>> = HashMap::new();
+    for rt in registry::namespaced_storages() {
+        let page = state.objects.list(rt, Some(ns), Default::default()).await?;
+        for obj in page.items {
+            let owners: Vec<String> = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for owner in owners {
+                index.entry(owner).or_default().push((rt, obj.clone()));
             }
         }
-        Ok(())
-    })
+    }
+    Ok(index)
+}
+
+/// Deletes every dependent of `uid`, and theirs. Each dependent goes
+/// before its own dependents, so its controller stops making new ones
+/// while they are deleted (a ReplicaSet before its pods).
+pub(super) async fn delete_dependents(state: &ApiState, ns: &str, uid: &str) -> ApiResult<()> {
+    let index = by_owner(state, ns).await?;
+    let mut seen: HashSet<String> = HashSet::from([uid.to_string()]);
+    let mut level: Vec<String> = vec![uid.to_string()];
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for owner in &level {
+            for (rt, dep) in index.get(owner).into_iter().flatten() {
+                let dep_uid = meta::meta_str(dep, "uid").unwrap_or_default().to_string();
+                if !seen.insert(dep_uid.clone()) {
+                    continue;
+                }
+                let name = meta::name(dep).unwrap_or_default();
+                match state.objects.delete(rt, Some(ns), name, None).await {
+                    Err(e) if e.code == 404 => {}
+                    other => {
+                        other?;
+                    }
+                }
+                next.push(dep_uid);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(())
 }
 
 /// Deletes the dependents of `uid` in the background (Background policy).
 pub(super) fn spawn_background(state: &Arc<ApiState>, ns: String, uid: String) {
     let state = Arc::clone(state);
     tokio::spawn(async move {
-        if let Err(e) = delete_dependents(&state, &ns, &uid, 0).await {
+        if let Err(e) = delete_dependents(&state, &ns, &uid).await {
             tracing::warn!(namespace = %ns, owner = %uid, error = %e.message, "deleting dependents");
         }
     });
