@@ -278,6 +278,37 @@ pub fn node_name(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// One controller's pods across the cluster, for the default spread
+/// without a walk over every node.
+#[derive(Default, Debug)]
+pub struct OwnerSpread {
+    /// Nodes holding n ≥ 1 of its pods, by n.
+    pub per_node: BTreeMap<u32, usize>,
+    /// Its pods per zone (the node's zone when the pod was counted).
+    pub per_zone: HashMap<String, i64>,
+}
+
+impl OwnerSpread {
+    /// Nodes holding at least one of its pods.
+    pub fn nodes(&self) -> usize {
+        self.per_node.values().sum()
+    }
+
+    fn moved(&mut self, from: u32, to: u32) {
+        if from > 0 {
+            if let Some(n) = self.per_node.get_mut(&from) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_node.remove(&from);
+                }
+            }
+        }
+        if to > 0 {
+            *self.per_node.entry(to).or_insert(0) += 1;
+        }
+    }
+}
+
 /// Every node and the pods on it.
 #[derive(Default)]
 pub struct Cache {
@@ -289,7 +320,20 @@ pub struct Cache {
     /// Pods with required anti-affinity terms (key → node): few, and every
     /// decision must check them.
     anti_affinity: HashMap<String, String>,
+    /// Per controller uid: where its pods are.
+    owner_spread: HashMap<String, OwnerSpread>,
+    /// The zone each counted pod of a controller was counted in.
+    pod_zone: HashMap<String, String>,
+    /// Existing nodes per zone label value.
+    zone_nodes: HashMap<String, usize>,
+    /// Existing nodes with a hostname label.
+    hostname_nodes: usize,
 }
+
+/// The zone label.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// The hostname label.
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 impl Cache {
     /// Every node, deleted ones still holding pods included.
@@ -327,10 +371,48 @@ impl Cache {
         &mut self.nodes[i]
     }
 
+    /// Where a controller's pods are (`None`: it has none counted).
+    pub fn owner_spread(&self, uid: &str) -> Option<&OwnerSpread> {
+        self.owner_spread.get(uid)
+    }
+
+    /// Existing nodes per zone.
+    pub fn zone_nodes(&self) -> &HashMap<String, usize> {
+        &self.zone_nodes
+    }
+
+    /// Existing nodes with a hostname label.
+    pub fn hostname_nodes(&self) -> usize {
+        self.hostname_nodes
+    }
+
+    /// Counts an existing node's zone and hostname labels in (`sign` 1) or
+    /// out (-1).
+    fn count_labels(&mut self, name: &str, sign: i64) {
+        let Some(info) = self.node(name).filter(|n| n.node.is_some()) else {
+            return;
+        };
+        let zone = info.label(ZONE_LABEL).map(str::to_string);
+        let hostname = info.label(HOSTNAME_LABEL).is_some();
+        if let Some(zone) = zone {
+            let n = self.zone_nodes.entry(zone.clone()).or_insert(0);
+            *n = n.saturating_add_signed(sign as isize);
+            if *n == 0 {
+                self.zone_nodes.remove(&zone);
+            }
+        }
+        if hostname {
+            self.hostname_nodes = self.hostname_nodes.saturating_add_signed(sign as isize);
+        }
+    }
+
     /// Adds or updates a Node; true when the change could let a pod fit.
     pub fn apply_node(&mut self, node: &Arc<Node>) -> bool {
         let name = node.metadata.name.clone().unwrap_or_default();
-        self.node_mut(&name).set_node(node)
+        self.count_labels(&name, -1);
+        let changed = self.node_mut(&name).set_node(node);
+        self.count_labels(&name, 1);
+        changed
     }
 
     /// Removes a Node (its pods stay counted until they go).
@@ -338,6 +420,7 @@ impl Cache {
         let Some(&i) = self.index.get(name) else {
             return;
         };
+        self.count_labels(name, -1);
         self.nodes[i].node = None;
         if self.nodes[i].pods.is_empty() {
             self.drop_node(i);
@@ -375,7 +458,19 @@ impl Cache {
             self.anti_affinity.insert(key.clone(), node.clone());
         }
         self.pod_node.insert(key.clone(), node.clone());
-        self.node_mut(&node).add_pod(key, info);
+        let owner = controller_uid(&info.pod).map(str::to_string);
+        let target = self.node_mut(&node);
+        let zone = target.label(ZONE_LABEL).map(str::to_string);
+        target.add_pod(key.clone(), info);
+        if let Some(owner) = owner {
+            let now = target.owners.get(&owner).copied().unwrap_or(0);
+            let spread = self.owner_spread.entry(owner).or_default();
+            spread.moved(now.saturating_sub(1), now);
+            if let Some(zone) = zone {
+                *spread.per_zone.entry(zone.clone()).or_insert(0) += 1;
+                self.pod_zone.insert(key, zone);
+            }
+        }
     }
 
     /// Forgets a pod; true when it was counted on a node.
@@ -384,10 +479,29 @@ impl Cache {
             return false;
         };
         self.anti_affinity.remove(key);
+        let zone = self.pod_zone.remove(key);
         let Some(&i) = self.index.get(&node) else {
             return false;
         };
-        self.nodes[i].remove_pod(key);
+        if let Some(info) = self.nodes[i].remove_pod(key) {
+            if let Some(owner) = controller_uid(&info.pod) {
+                let now = self.nodes[i].owners.get(owner).copied().unwrap_or(0);
+                if let Some(spread) = self.owner_spread.get_mut(owner) {
+                    spread.moved(now + 1, now);
+                    if let Some(zone) = zone {
+                        if let Some(n) = spread.per_zone.get_mut(&zone) {
+                            *n -= 1;
+                            if *n <= 0 {
+                                spread.per_zone.remove(&zone);
+                            }
+                        }
+                    }
+                    if spread.per_node.is_empty() && spread.per_zone.is_empty() {
+                        self.owner_spread.remove(owner);
+                    }
+                }
+            }
+        }
         if self.nodes[i].node.is_none() && self.nodes[i].pods.is_empty() {
             self.drop_node(i);
         }

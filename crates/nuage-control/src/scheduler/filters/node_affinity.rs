@@ -44,6 +44,11 @@ impl<'a> NodeAffinity<'a> {
         }
     }
 
+    /// Whether every node passes (no node selector, no required terms).
+    pub fn allows_every_node(&self) -> bool {
+        self.selector.is_none() && self.required.is_none()
+    }
+
     /// Whether the pod has preferences to score.
     pub fn has_preferences(&self) -> bool {
         !self.preferred.is_empty()

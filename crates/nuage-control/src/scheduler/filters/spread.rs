@@ -109,6 +109,11 @@ impl Spread {
                 c.min_domains.unwrap_or(1).max(1) as usize,
             ));
         }
+        if declared.is_empty() && affinity.allows_every_node() {
+            if let Some(uid) = controller_uid(pod) {
+                return Self::default_for_owner(uid, cache);
+            }
+        }
         if declared.is_empty() {
             if let Some(uid) = controller_uid(pod) {
                 for (key, skew) in [(HOSTNAME, 3), (ZONE, 5)] {
@@ -167,6 +172,33 @@ impl Spread {
             };
         }
         Self { constraints }
+    }
+
+    /// The default spread of a controller's pod that may go on any node,
+    /// from the cache's per-controller counts: O(zones), where counting
+    /// node by node would cost O(nodes) for every pod.
+    fn default_for_owner(uid: &str, cache: &Cache) -> Self {
+        let spread = cache.owner_spread(uid);
+        let mut hostname =
+            Constraint::empty(3, HOSTNAME, false, Counted::Owner(uid.to_string()), 1, 1);
+        hostname.domains = cache.hostname_nodes();
+        hostname.min = match spread {
+            // Every node holds some: the least-loaded one's count.
+            Some(s) if s.nodes() >= hostname.domains => {
+                s.per_node.keys().next().map(|n| i64::from(*n)).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        let mut zone = Constraint::empty(5, ZONE, false, Counted::Owner(uid.to_string()), 1, 1);
+        for z in cache.zone_nodes().keys() {
+            let n = spread.and_then(|s| s.per_zone.get(z)).copied().unwrap_or(0);
+            zone.counts.insert(z.clone(), n);
+        }
+        zone.domains = zone.counts.len();
+        zone.min = zone.counts.values().copied().min().unwrap_or(0);
+        Self {
+            constraints: vec![hostname, zone],
+        }
     }
 
     /// Whether any constraint scores nodes.
@@ -285,6 +317,45 @@ mod tests {
             Ok(()),
             "soft: never a filter"
         );
+    }
+
+    #[test]
+    fn the_default_spread_from_cache_counts_equals_the_node_walk() {
+        let mut c = cluster();
+        let owned = |name: &str, extra: serde_json::Value| {
+            pod_with(
+                name,
+                json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "rs", "uid": "rs-uid", "controller": true}]}),
+                extra,
+            )
+        };
+        // Every node (and then some) holds pods of the owner; one moves off.
+        for (i, n) in ["a1", "a1", "a2", "b1", "c1", "c1", "c1"]
+            .iter()
+            .enumerate()
+        {
+            c.assume(owned(&format!("p{i}"), json!({})), n);
+        }
+        c.remove_pod("default/p6");
+        // The fast path: no node affinity.
+        let fast_pod = owned("new", json!({}));
+        let fast = Spread::new(&fast_pod, &c, &NodeAffinity::new(&fast_pod));
+        // The walk: an affinity every node passes, which takes the slow path.
+        let walk_pod = owned(
+            "new",
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "Exists"}]}]}}}}),
+        );
+        let walk = Spread::new(&walk_pod, &c, &NodeAffinity::new(&walk_pod));
+        for n in ["a1", "a2", "b1", "c1"] {
+            let node = c.node(n).unwrap();
+            assert_eq!(fast.raw_score(node), walk.raw_score(node), "node {n}");
+        }
+        for (f, w) in fast.constraints.iter().zip(&walk.constraints) {
+            assert_eq!((f.min, f.domains), (w.min, w.domains), "{}", f.topology_key);
+        }
     }
 
     #[test]
