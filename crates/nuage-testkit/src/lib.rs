@@ -6,4 +6,5 @@
 
 pub mod etcd;
 pub mod http;
+pub mod seed;
 pub mod server;

@@ -14,42 +14,10 @@ use nuage_testkit::server::{isolated_node_flags, wait_for, wait_until, NuageServ
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nuage");
-const BUILD_IMAGES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/seed/build-images"
-);
 
-/// The seed images, built once per machine state into a shared cache dir
-/// (built in a temp dir, then renamed into place: concurrent tests never
-/// see half an archive).
+/// The seed images (built once, shared by every test).
 fn images() -> PathBuf {
-    let script = std::fs::read(BUILD_IMAGES).expect("read build-images");
-    let hash = script.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    });
-    let dir = std::env::temp_dir().join(format!("nuage-seed-images-{hash:016x}"));
-    if dir.join("serv.tar").exists() && dir.join("busybox.tar").exists() {
-        return dir;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("nuage-seed-build-")
-        .tempdir()
-        .expect("temp dir");
-    let out = Command::new(BUILD_IMAGES)
-        .arg(tmp.path())
-        .output()
-        .expect("run build-images");
-    assert!(
-        out.status.success(),
-        "build-images failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tmp = tmp.keep();
-    if std::fs::rename(&tmp, &dir).is_err() {
-        // Another test won the race: use its copy.
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dir
+    nuage_testkit::seed::images()
 }
 
 /// A node's data dir that, when dropped (after its server, which resets
@@ -113,18 +81,7 @@ impl Drop for NodeDir {
 /// Imports a seed image into the node whose data dir is `dir` (while its
 /// server runs, too: the agent reads the store at each pod start).
 fn import(dir: &Path, archive: &str) {
-    let out = Command::new(BIN)
-        .args(["image", "import"])
-        .arg(images().join(archive))
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("nuage image import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nuage_testkit::seed::import(BIN, dir, archive);
 }
 
 /// A server with an agent using `runtime`, the busybox image imported

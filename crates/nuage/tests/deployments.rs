@@ -4,8 +4,8 @@
 //! the real `kubectl rollout status|history|undo|pause|resume|restart`.
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,57 +13,13 @@ use nuage_testkit::server::{isolated_node_flags, wait_for, wait_until, NuageServ
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nuage");
-const BUILD_IMAGES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/seed/build-images"
-);
 /// Rollouts on a loaded 2-core machine: generous but bounded.
 const ROLLOUT: Duration = Duration::from_secs(180);
 
-/// The seed images, built once into a shared cache dir (the same one
-/// `agent.rs` uses: the name hashes the build script).
-fn images() -> PathBuf {
-    let script = std::fs::read(BUILD_IMAGES).expect("read build-images");
-    let hash = script.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    });
-    let dir = std::env::temp_dir().join(format!("nuage-seed-images-{hash:016x}"));
-    if dir.join("serv.tar").exists() && dir.join("busybox.tar").exists() {
-        return dir;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("nuage-seed-build-")
-        .tempdir()
-        .expect("temp dir");
-    let out = Command::new(BUILD_IMAGES)
-        .arg(tmp.path())
-        .output()
-        .expect("run build-images");
-    assert!(
-        out.status.success(),
-        "build-images failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tmp = tmp.keep();
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dir
-}
-
+/// Imports a seed image into the node whose data dir is `dir` (while its
+/// server runs, too: the agent reads the store at each pod start).
 fn import(dir: &Path, archive: &str) {
-    let out = Command::new(BIN)
-        .args(["image", "import"])
-        .arg(images().join(archive))
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("nuage image import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nuage_testkit::seed::import(BIN, dir, archive);
 }
 
 /// A server with its agent and both seed images. The data dir is returned

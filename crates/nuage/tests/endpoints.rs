@@ -5,63 +5,18 @@
 //! ready, named target ports resolve per pod, `kubectl describe svc` shows
 //! the endpoints, Services without a selector are left alone.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use nuage_testkit::server::{isolated_node_flags, wait_for, wait_until, NuageServer};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nuage");
-const BUILD_IMAGES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/seed/build-images"
-);
 
-/// The seed images, built once per machine state into a shared cache dir
-/// (the same cache `agent.rs` uses).
-fn images() -> PathBuf {
-    let script = std::fs::read(BUILD_IMAGES).expect("read build-images");
-    let hash = script.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    });
-    let dir = std::env::temp_dir().join(format!("nuage-seed-images-{hash:016x}"));
-    if dir.join("serv.tar").exists() && dir.join("busybox.tar").exists() {
-        return dir;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("nuage-seed-build-")
-        .tempdir()
-        .expect("temp dir");
-    let out = Command::new(BUILD_IMAGES)
-        .arg(tmp.path())
-        .output()
-        .expect("run build-images");
-    assert!(
-        out.status.success(),
-        "build-images failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tmp = tmp.keep();
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dir
-}
-
+/// Imports a seed image into the node whose data dir is `dir` (while its
+/// server runs, too: the agent reads the store at each pod start).
 fn import(dir: &Path, archive: &str) {
-    let out = Command::new(BIN)
-        .args(["image", "import"])
-        .arg(images().join(archive))
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("nuage image import");
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nuage_testkit::seed::import(BIN, dir, archive);
 }
 
 fn create(s: &NuageServer, yaml: &str) {

@@ -487,38 +487,9 @@ fn an_unschedulable_pod_says_why_and_waits_for_room() {
     });
 }
 
-/// The seed images, as `agent.rs` builds them (cached per machine state).
+/// The seed images (built once, shared by every test).
 fn images() -> PathBuf {
-    let script_path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/seed/build-images"
-    );
-    let script = std::fs::read(script_path).expect("read build-images");
-    let hash = script.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    });
-    let dir = std::env::temp_dir().join(format!("nuage-seed-images-{hash:016x}"));
-    if dir.join("serv.tar").exists() && dir.join("busybox.tar").exists() {
-        return dir;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("nuage-seed-build-")
-        .tempdir()
-        .expect("temp dir");
-    let out = Command::new(script_path)
-        .arg(tmp.path())
-        .output()
-        .expect("run build-images");
-    assert!(
-        out.status.success(),
-        "build-images: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tmp = tmp.keep();
-    if std::fs::rename(&tmp, &dir).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    dir
+    nuage_testkit::seed::images()
 }
 
 /// With the real agent, a pod created without a node is bound to the local
