@@ -5,8 +5,6 @@
 //! out; renewing (and reporting Ready) removes the taints.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nuage_testkit::server::{wait_until, NuageServer};
@@ -79,14 +77,14 @@ fn post_ready(s: &NuageServer, status: &str) {
 
 /// Renews the node's Lease every 300 ms on a thread until dropped.
 struct Heartbeat {
-    stop: Arc<AtomicBool>,
+    /// Dropping it ends the thread at once.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Heartbeat {
     fn start(s: &NuageServer) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let mut kubectl = s.kubectl_cmd();
         kubectl.args([
             "-n",
@@ -111,20 +109,23 @@ impl Heartbeat {
             })
             .collect();
         let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
+            loop {
                 let patch = json!({"spec": {"renewTime": micro_now()}}).to_string();
                 let _ = Command::new("kubectl")
                     .args(&base)
                     .arg(&patch)
                     .envs(envs.iter().map(|(k, v)| (k, v)))
                     .output();
-                // The renewal period of this fake agent, not a wait on
-                // anything.
-                std::thread::sleep(Duration::from_millis(300));
+                // The renewal period of this fake agent; the channel
+                // closing (drop) ends it.
+                match stopped.recv_timeout(Duration::from_millis(300)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
             }
         });
         Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -132,7 +133,7 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
