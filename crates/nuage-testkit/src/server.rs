@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const WRAPPER: &str = r#"
-log="$1"; reset="$2"; shift 2
+log="$1"; reset="$2"; owned="$3"; shift 3
 bin="$1"; dir="$4"
 "$@" >"$log" 2>&1 &
 pid=$!
@@ -25,6 +25,7 @@ kill -TERM "$pid" 2>/dev/null
 wait "$pid"
 echo "exit $?" >>"$log"
 if [ "$reset" = 1 ] && [ ! -e "$dir/.keep-node" ]; then "$bin" reset --data-dir "$dir" >>"$log" 2>&1; fi
+if [ "$owned" = 1 ]; then rm -rf "$dir"; fi
 "#;
 
 /// A running `nuage server`.
@@ -39,24 +40,29 @@ pub struct NuageServer {
     wrapper: Child,
     stdin: Option<ChildStdin>,
     cache: tempfile::TempDir,
-    _owned_dir: Option<tempfile::TempDir>,
 }
 
 impl NuageServer {
     /// Starts `bin server` in a fresh temp data dir, with no agent.
     pub fn start(bin: &str) -> Self {
+        // The wrapper removes the dir once the server has stopped: a server
+        // kept in a `static` is never dropped, but its wrapper still ends
+        // when the test process exits.
         let owned = tempfile::Builder::new()
             .prefix("nuage-test-")
             .tempdir()
-            .expect("temp dir");
-        let mut s = Self::start_in(bin, owned.path(), &["--no-agent"]);
-        s._owned_dir = Some(owned);
-        s
+            .expect("temp dir")
+            .keep();
+        Self::spawn(bin, &owned, &["--no-agent"], true)
     }
 
     /// Starts `bin server` on port 0 in `dir` with extra arguments. Panics if
     /// it does not come up (the test cannot run).
     pub fn start_in(bin: &str, dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(bin, dir, extra, false)
+    }
+
+    fn spawn(bin: &str, dir: &Path, extra: &[&str], owned: bool) -> Self {
         // A server with an agent leaves containers running when it stops
         // (the next one adopts them): the wrapper resets the node after it.
         let reset = !extra.contains(&"--no-agent");
@@ -70,6 +76,7 @@ impl NuageServer {
             .arg("nuage-server-wrapper")
             .arg(&log)
             .arg(if reset { "1" } else { "0" })
+            .arg(if owned { "1" } else { "0" })
             .arg(bin)
             .arg("server")
             .arg("--data-dir")
@@ -111,7 +118,6 @@ impl NuageServer {
             wrapper,
             stdin,
             cache: tempfile::tempdir().expect("kubectl cache dir"),
-            _owned_dir: None,
         }
     }
 

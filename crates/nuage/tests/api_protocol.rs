@@ -278,19 +278,20 @@ async fn status_and_main_resource_writes_change_only_their_part() {
     let s = server();
     let mut c = client(s).await;
     namespace(&mut c, "status").await;
-    let base = "/api/v1/namespaces/status/replicationcontrollers";
-    let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "r"},
-        "spec": {"replicas": 1, "selector": {"app": "r"}, "template": {"metadata": {"labels": {"app": "r"}},
-        "spec": {"containers": [{"name": "c", "image": "i:1"}]}}},
-        "status": {"replicas": 7}});
+    // A HorizontalPodAutoscaler: spec, status and generation, and (unlike
+    // a ReplicationController) no controller writing its status meanwhile.
+    let base = "/apis/autoscaling/v2/namespaces/status/horizontalpodautoscalers";
+    let rc = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "r"},
+        "spec": {"maxReplicas": 1, "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}},
+        "status": {"desiredReplicas": 7}});
     let created = c.post(base, &rc).await.unwrap().json();
     assert_eq!(
-        created["status"]["replicas"], 0,
+        created["status"]["desiredReplicas"], 0,
         "status cannot be set on create"
     );
     assert_eq!(created["metadata"]["generation"], 1);
 
-    let status = json!({"status": {"replicas": 1, "readyReplicas": 1, "observedGeneration": 1}, "spec": {"replicas": 9}});
+    let status = json!({"status": {"desiredReplicas": 1, "currentReplicas": 1, "observedGeneration": 1}, "spec": {"maxReplicas": 9}});
     let r = c
         .send(
             "PATCH",
@@ -301,9 +302,9 @@ async fn status_and_main_resource_writes_change_only_their_part() {
         .await
         .unwrap();
     let after = r.json();
-    assert_eq!(after["status"]["readyReplicas"], 1);
+    assert_eq!(after["status"]["currentReplicas"], 1);
     assert_eq!(
-        after["spec"]["replicas"], 1,
+        after["spec"]["maxReplicas"], 1,
         "a status write keeps the spec"
     );
     assert_eq!(
@@ -311,7 +312,7 @@ async fn status_and_main_resource_writes_change_only_their_part() {
         "a status write keeps the generation"
     );
 
-    let main = json!({"spec": {"replicas": 2}, "status": {"replicas": 5}});
+    let main = json!({"spec": {"maxReplicas": 2}, "status": {"desiredReplicas": 5}});
     let after = c
         .send(
             "PATCH",
@@ -322,9 +323,9 @@ async fn status_and_main_resource_writes_change_only_their_part() {
         .await
         .unwrap()
         .json();
-    assert_eq!(after["spec"]["replicas"], 2);
+    assert_eq!(after["spec"]["maxReplicas"], 2);
     assert_eq!(
-        after["status"]["replicas"], 1,
+        after["status"]["desiredReplicas"], 1,
         "a main write keeps the status"
     );
     assert_eq!(
@@ -348,7 +349,13 @@ async fn status_and_main_resource_writes_change_only_their_part() {
         "a metadata change keeps the generation"
     );
 
-    let scale = c.get(&format!("{base}/r/scale")).await.unwrap().json();
+    // The scale subresource of a ReplicationController.
+    let rcs = "/api/v1/namespaces/status/replicationcontrollers";
+    let rc = json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "r"},
+        "spec": {"replicas": 2, "selector": {"app": "r"}, "template": {"metadata": {"labels": {"app": "r"}},
+        "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}});
+    c.post(rcs, &rc).await.unwrap();
+    let scale = c.get(&format!("{rcs}/r/scale")).await.unwrap().json();
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 2);
     assert_eq!(scale["status"]["selector"], "app=r");
