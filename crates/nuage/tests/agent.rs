@@ -895,13 +895,17 @@ fn volumes_hooks_host_ports_and_runtime_classes() {
 /// containers; a pod whose containers all succeed is Succeeded; a failed
 /// init container with `restartPolicy: Never` fails the pod.
 #[test]
+// The containers here live 0.2 s before they exit: one that exits within
+// milliseconds of its start can lose its exit status in the runtime (a known
+// race, reported as 255; see the issue note), which is not what this test is
+// about.
 fn init_containers_run_first_and_pods_complete() {
     let (_dir, s, node) = node("crun");
     run_pod(
         &s,
         &node,
         "staged",
-        "  restartPolicy: Never\n  initContainers:\n  - name: one\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo one >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  - name: two\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"echo two >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"cat\", \"/work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  volumes:\n  - {name: work, emptyDir: {}}\n",
+        "  restartPolicy: Never\n  initContainers:\n  - name: one\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"sleep 0.2; echo one >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  - name: two\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"sleep 0.2; echo two >> /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"sleep 0.2; cat /work/order\"]\n    volumeMounts: [{name: work, mountPath: /work}]\n  volumes:\n  - {name: work, emptyDir: {}}\n",
     );
     let pod = wait_pod(&s, "staged", "Succeeded", 60, |p| phase(p) == "Succeeded");
     let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
@@ -920,7 +924,7 @@ fn init_containers_run_first_and_pods_complete() {
         &s,
         &node,
         "badinit",
-        "  restartPolicy: Never\n  initContainers:\n  - name: fail\n    image: busybox:latest\n    command: [\"false\"]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"true\"]\n",
+        "  restartPolicy: Never\n  initContainers:\n  - name: fail\n    image: busybox:latest\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 1\"]\n  containers:\n  - name: main\n    image: busybox:latest\n    command: [\"true\"]\n",
     );
     let pod = wait_pod(&s, "badinit", "Failed", 60, |p| phase(p) == "Failed");
     assert_eq!(

@@ -343,7 +343,8 @@ async fn hostname_and_exec(kind: Kind) {
     let Some(mut fx) = Fixture::new(kind) else {
         return;
     };
-    let config = fx.config("host", &["hostname"]);
+    // A moment of life first: see the exit-status race in the issue note.
+    let config = fx.config("host", &["sh", "-c", "sleep 0.2; hostname"]);
     assert_eq!(fx.run_to_exit(&config).await, (0, false));
     let want = format!("stdout F {}", config.hostname);
     assert_eq!(log_records(&config.log_path), vec![want]);
