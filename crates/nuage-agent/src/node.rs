@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use nuage_client::Client;
 use tokio::sync::watch;
 
@@ -361,29 +361,7 @@ pub async fn renew_lease(client: &Client, node: &str, node_uid: &str) -> anyhow:
             client.replace(Some(NS), &lease).await?;
         }
         None => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(node.to_string()),
-                    namespace: Some(NS.into()),
-                    owner_references: (!node_uid.is_empty()).then(|| {
-                        vec![OwnerReference {
-                            api_version: "v1".into(),
-                            kind: "Node".into(),
-                            name: node.to_string(),
-                            uid: node_uid.to_string(),
-                            ..OwnerReference::default()
-                        }]
-                    }),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(node.to_string()),
-                    lease_duration_seconds: Some(LEASE_SECONDS),
-                    renew_time: Some(now.clone()),
-                    acquire_time: Some(now),
-                    ..LeaseSpec::default()
-                }),
-            };
+            let lease = nuage_client::node_lease(node, node_uid, now, LEASE_SECONDS);
             client.create(Some(NS), &lease).await?;
         }
     }

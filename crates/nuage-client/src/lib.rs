@@ -8,6 +8,7 @@
 
 mod error;
 pub mod informer;
+mod lease;
 mod watch;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub use error::Error;
 pub use k8s_openapi::List;
+pub use lease::{node_lease, NODE_LEASE_NAMESPACE};
 pub use watch::{WatchEvent, WatchStream};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;

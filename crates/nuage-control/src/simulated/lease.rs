@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use nuage_client::Client;
 use tokio::sync::watch;
 
@@ -121,29 +121,7 @@ async fn renew(client: &Client, node: &str, node_uid: &str) -> Result<(), nuage_
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(node.to_string()),
-            namespace: Some(NAMESPACE.into()),
-            owner_references: (!node_uid.is_empty()).then(|| {
-                vec![OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: node.to_string(),
-                    uid: node_uid.to_string(),
-                    ..OwnerReference::default()
-                }]
-            }),
-            ..ObjectMeta::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(node.to_string()),
-            lease_duration_seconds: Some(LEASE_SECONDS),
-            renew_time: Some(now.clone()),
-            acquire_time: Some(now),
-            ..LeaseSpec::default()
-        }),
-    };
+    let lease = nuage_client::node_lease(node, node_uid, now, LEASE_SECONDS);
     match client.create(Some(NAMESPACE), &lease).await {
         Ok(_) => Ok(()),
         // Created meanwhile: the next round patches it.
